@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The local stack rekey runs and tests against: Redis, moto (S3 + KMS) and Prometheus, on loopback only.
+#   scripts/stack.sh install   install what is missing (apt-get, a project-local Python venv)
+#   scripts/stack.sh up        install, start what is not running, wait until healthy, print the env
+#   scripts/stack.sh down      stop what this script started (by PID)
+#   scripts/stack.sh status    health of each part
+#   scripts/stack.sh env       the environment to export, e.g. eval "$(scripts/stack.sh env)"
+# Ports and the state folder are configurable: REKEY_REDIS_PORT, REKEY_MOTO_PORT, REKEY_PROMETHEUS_PORT,
+# REKEY_STACK_DIR. Running `up` twice is harmless: a healthy part is left as it is.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK_DIR="${REKEY_STACK_DIR:-$ROOT/.stack}"
+REDIS_PORT="${REKEY_REDIS_PORT:-6390}"
+MOTO_PORT="${REKEY_MOTO_PORT:-5055}"
+PROMETHEUS_PORT="${REKEY_PROMETHEUS_PORT:-9099}"
+HOST=127.0.0.1
+VENV="$STACK_DIR/venv"
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root to run: $* (install it yourself, or run as root)"; fi
+}
+
+apt_install() {
+  local missing=()
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install them with your package manager"
+  log "apt-get install ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_python() {
+  local req="$ROOT/scripts/stack-requirements.txt" stamp="$VENV/.requirements.sha256"
+  local want; want="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [ -x "$VENV/bin/moto_server" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  command -v python3 >/dev/null || apt_install python3:python3
+  python3 -m venv "$VENV" 2>/dev/null || { apt_install python3:python3-venv; python3 -m venv "$VENV"; }
+  log "pip install -r scripts/stack-requirements.txt into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$want" >"$stamp"
+}
+
+cmd_install() {
+  mkdir -p "$STACK_DIR"
+  apt_install redis-server:redis-server redis-cli:redis-tools prometheus:prometheus promtool:prometheus curl:curl
+  install_python
+}
+
+alive() { local f="$STACK_DIR/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+
+healthy() {
+  case "$1" in
+    redis) redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG ;;
+    moto) curl -fsS -o /dev/null "http://$HOST:$MOTO_PORT/moto-api/data.json" 2>/dev/null ;;
+    prometheus) curl -fsS -o /dev/null "http://$HOST:$PROMETHEUS_PORT/-/ready" 2>/dev/null ;;
+  esac
+}
+
+wait_healthy() {
+  local name="$1" i
+  for i in $(seq 1 150); do
+    healthy "$name" && return 0
+    alive "$name" || die "$name exited while starting; see $STACK_DIR/$name.log"
+    sleep 0.2
+  done
+  die "$name is not healthy after 30 s; see $STACK_DIR/$name.log"
+}
+
+spawn() {
+  local name="$1"; shift
+  if healthy "$name"; then return 0; fi
+  alive "$name" && die "$name runs (pid $(cat "$STACK_DIR/$name.pid")) but is not healthy; run scripts/stack.sh down"
+  setsid "$@" >"$STACK_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! >"$STACK_DIR/$name.pid"
+  wait_healthy "$name"
+  log "$name up (pid $(cat "$STACK_DIR/$name.pid"))"
+}
+
+write_prometheus_config() {
+  # Workers register themselves as file_sd targets, so tests and the demo add scrape targets at run time.
+  mkdir -p "$STACK_DIR/prometheus/targets" "$STACK_DIR/prometheus/data"
+  cat >"$STACK_DIR/prometheus/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: rekey
+    file_sd_configs:
+      - files: ['$STACK_DIR/prometheus/targets/*.json']
+        refresh_interval: 1s
+EOF
+}
+
+cmd_up() {
+  cmd_install
+  spawn redis redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
+    --maxmemory-policy noeviction --dir "$STACK_DIR" --protected-mode yes
+  spawn moto "$VENV/bin/moto_server" -H "$HOST" -p "$MOTO_PORT"
+  write_prometheus_config
+  spawn prometheus prometheus --config.file="$STACK_DIR/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$STACK_DIR/prometheus/data" --web.listen-address="$HOST:$PROMETHEUS_PORT" \
+    --web.enable-lifecycle
+  cmd_env
+}
+
+cmd_down() {
+  local name pid
+  for name in prometheus moto redis; do
+    alive "$name" || { rm -f "$STACK_DIR/$name.pid"; continue; }
+    pid="$(cat "$STACK_DIR/$name.pid")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+    rm -f "$STACK_DIR/$name.pid"
+    log "$name stopped"
+  done
+}
+
+cmd_status() {
+  local name rc=0
+  for name in redis moto prometheus; do
+    if healthy "$name"; then echo "$name: healthy"; else echo "$name: down"; rc=1; fi
+  done
+  return $rc
+}
+
+cmd_env() {
+  cat <<EOF
+export AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+export AWS_ENDPOINT_URL_S3=http://$HOST:$MOTO_PORT
+export AWS_ENDPOINT_URL_KMS=http://$HOST:$MOTO_PORT
+export REDIS_URL=redis://$HOST:$REDIS_PORT
+export REKEY_PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT
+export REKEY_PROMETHEUS_TARGETS_DIR=$STACK_DIR/prometheus/targets
+export REKEY_PYTHON=$VENV/bin/python
+EOF
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) echo "usage: scripts/stack.sh install|up|down|status|env" >&2; exit 2 ;;
+esac

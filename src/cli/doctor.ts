@@ -1,0 +1,66 @@
+import { ListKeysCommand } from '@aws-sdk/client-kms';
+import { ListBucketsCommand } from '@aws-sdk/client-s3';
+import type { Command } from 'commander';
+import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
+import { loadConfig, type Config } from '../config/config.js';
+
+export interface Check {
+  readonly part: 'redis' | 's3' | 'kms';
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+async function checkRedis(config: Config): Promise<Check> {
+  const redis = makeRedis(config, { maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => null });
+  try {
+    await redis.connect();
+    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
+    /* Precondition: BullMQ loses jobs if Redis may evict keys. */
+    if (policy !== 'noeviction') {
+      return { part: 'redis', ok: false, detail: `maxmemory-policy is ${policy}; BullMQ needs noeviction` };
+    }
+    return { part: 'redis', ok: true, detail: `${config.redisUrl} (maxmemory-policy noeviction)` };
+  } catch (err) {
+    return { part: 'redis', ok: false, detail: `${config.redisUrl}: ${(err as Error).message}` };
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function checkAws(part: 'kms' | 's3', config: Config): Promise<Check> {
+  const endpoint = (part === 's3' ? config.s3Endpoint : config.kmsEndpoint) ?? `AWS ${config.region}`;
+  try {
+    if (part === 's3') {
+      const s3 = makeS3Client(config, { maxAttempts: 1 });
+      await s3.send(new ListBucketsCommand({}));
+      s3.destroy();
+    } else {
+      const kms = makeKmsClient(config, { maxAttempts: 1 });
+      await kms.send(new ListKeysCommand({ Limit: 1 }));
+      kms.destroy();
+    }
+    return { part, ok: true, detail: endpoint };
+  } catch (err) {
+    return { part, ok: false, detail: `${endpoint}: ${(err as Error).name}: ${(err as Error).message}` };
+  }
+}
+
+export async function runChecks(config: Config): Promise<Check[]> {
+  return Promise.all([checkRedis(config), checkAws('s3', config), checkAws('kms', config)]);
+}
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('Check that Redis, S3 and KMS are reachable with the current configuration')
+    .option('--json', 'print the checks as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const checks = await runChecks(loadConfig());
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(checks)}\n`);
+      } else {
+        for (const c of checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.part.padEnd(5)} ${c.detail}\n`);
+      }
+      if (checks.some((c) => !c.ok)) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,76 @@
+/**
+ * Every way an object can fail or be skipped has one stable reason code. Reports, metrics labels and
+ * the audit log carry the code; the message is for humans and never holds key material or plaintext.
+ */
+export const REASON_CODES = [
+  // format and metadata
+  'unknown-format',
+  'not-encrypted',
+  'mixed-format',
+  'bad-metadata',
+  'missing-instruction-file',
+  'unsupported-algorithm',
+  // content
+  'tag-mismatch',
+  'commitment-mismatch',
+  'bad-padding',
+  'truncated',
+  'too-large',
+  // keys
+  'wrong-key',
+  'kms-denied',
+  'kms-disabled',
+  'kms-throttled',
+  'kms-error',
+  // S3 and the object's state
+  'changed',
+  'gone',
+  'object-locked',
+  'already-rotated',
+  'source-key-mismatch',
+  's3-error',
+  // run control
+  'cancelled',
+  'internal',
+] as const;
+
+export type ReasonCode = (typeof REASON_CODES)[number];
+
+/** The base of every error rekey raises on purpose: a reason code plus a one-line message. */
+export class RekeyError extends Error {
+  readonly reason: ReasonCode;
+
+  constructor(reason: ReasonCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RekeyError';
+    this.reason = reason;
+  }
+}
+
+/** The object's bytes or metadata are not what the S3 Encryption Client formats allow. */
+export class FormatError extends RekeyError {
+  constructor(reason: ReasonCode, message: string, options?: { cause?: unknown }) {
+    super(reason, message, options);
+    this.name = 'FormatError';
+  }
+}
+
+/** Authentication, padding or length checks failed while decrypting content. */
+export class CipherError extends RekeyError {
+  constructor(reason: ReasonCode, message: string, options?: { cause?: unknown }) {
+    super(reason, message, options);
+    this.name = 'CipherError';
+  }
+}
+
+/** A flag, environment variable or configuration value is invalid; the CLI exits 2. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function reasonOf(err: unknown): ReasonCode {
+  return err instanceof RekeyError ? err.reason : 'internal';
+}

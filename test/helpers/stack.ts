@@ -1,0 +1,64 @@
+import { randomBytes } from 'node:crypto';
+import { CreateKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { CreateBucketCommand, PutBucketVersioningCommand, type S3Client } from '@aws-sdk/client-s3';
+import { makeKmsClient, makeRedis, makeS3Client } from '../../src/config/clients.js';
+import { loadConfig, type Config } from '../../src/config/config.js';
+
+/**
+ * Each test gets its own bucket, KMS keys and Redis key prefix, so test files running in parallel
+ * against the one local stack never see each other's data.
+ */
+export function uniqueName(kind: string): string {
+  return `rekey-${kind}-${randomBytes(5).toString('hex')}`;
+}
+
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig(), redisPrefix: uniqueName('t'), logLevel: 'silent', ...overrides };
+}
+
+export interface TestStack {
+  readonly config: Config;
+  readonly s3: S3Client;
+  readonly kms: KMSClient;
+  readonly redis: ReturnType<typeof makeRedis>;
+  close(): Promise<void>;
+}
+
+export function openStack(overrides: Partial<Config> = {}): TestStack {
+  const config = testConfig(overrides);
+  const s3 = makeS3Client(config);
+  const kms = makeKmsClient(config);
+  const redis = makeRedis(config);
+  return {
+    config,
+    s3,
+    kms,
+    redis,
+    async close() {
+      s3.destroy();
+      kms.destroy();
+      await redis.quit();
+    },
+  };
+}
+
+export async function freshBucket(s3: S3Client, opts: { versioned?: boolean } = {}): Promise<string> {
+  const bucket = uniqueName('b');
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  if (opts.versioned) {
+    await s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
+  }
+  return bucket;
+}
+
+export interface TestKey {
+  readonly keyId: string;
+  readonly arn: string;
+}
+
+export async function freshKmsKey(kms: KMSClient, description = 'rekey test key'): Promise<TestKey> {
+  const out = await kms.send(new CreateKeyCommand({ Description: description }));
+  const meta = out.KeyMetadata;
+  if (!meta?.KeyId || !meta.Arn) throw new Error('CreateKey returned no key id');
+  return { keyId: meta.KeyId, arn: meta.Arn };
+}

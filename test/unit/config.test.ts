@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { loadConfig } from '../../src/config/config.js';
+import { ConfigError } from '../../src/errors.js';
+
+const base = { AWS_REGION: 'eu-west-1', REDIS_URL: 'redis://127.0.0.1:6379' };
+
+test('the AWS SDK variables and REDIS_URL make the configuration', () => {
+  const c = loadConfig({ ...base, AWS_ENDPOINT_URL: 'http://127.0.0.1:1', AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:2' });
+  assert.equal(c.region, 'eu-west-1');
+  assert.equal(c.s3Endpoint, 'http://127.0.0.1:1');
+  assert.equal(c.kmsEndpoint, 'http://127.0.0.1:2');
+  assert.equal(c.s3ForcePathStyle, true, 'a custom endpoint is an emulator: path-style');
+  assert.equal(c.redisPrefix, 'rekey');
+  assert.equal(loadConfig(base).s3ForcePathStyle, false, 'AWS itself: virtual-hosted style');
+});
+
+test('every missing or bad setting is named, with what to do', () => {
+  assert.throws(
+    () => loadConfig({ REDIS_URL: 'http://x', REKEY_LOG_LEVEL: 'loud', AWS_ENDPOINT_URL_S3: 'not a url' }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /AWS_REGION is not set: export AWS_REGION=/);
+      assert.match(err.message, /REDIS_URL must start with redis:\/\//);
+      assert.match(err.message, /REKEY_LOG_LEVEL must be one of/);
+      assert.match(err.message, /AWS_ENDPOINT_URL_S3 must be a URL/);
+      return true;
+    },
+  );
+});
+
+function cli(args: string[], env: NodeJS.ProcessEnv) {
+  return spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { env, encoding: 'utf8' });
+}
+
+test('the CLI exits 2 with a message on a bad flag or a missing setting', () => {
+  const badFlag = cli(['doctor', '--no-such-flag'], { ...process.env });
+  assert.equal(badFlag.status, 2);
+  assert.match(badFlag.stderr, /unknown option '--no-such-flag'/);
+
+  const { AWS_REGION: _r, REDIS_URL: _u, ...rest } = process.env;
+  const missing = cli(['doctor'], rest);
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /rekey: AWS_REGION is not set/);
+});
+
+test('every command has --help', () => {
+  const help = cli(['--help'], process.env);
+  assert.equal(help.status, 0);
+  const listed = help.stdout.split('Commands:')[1] ?? '';
+  const commands = [...listed.matchAll(/^ {2}([a-z][a-z-]*)\b/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+  assert.ok(commands.length > 0);
+  for (const command of commands) {
+    const r = cli([command, '--help'], process.env);
+    assert.equal(r.status, 0, `${command} --help`);
+    assert.match(r.stdout, new RegExp(`Usage: rekey ${command}`));
+  }
+});
