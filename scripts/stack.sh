@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The local stack rekey runs and tests against: Redis, moto (S3 + KMS) and Prometheus, on loopback only.
+# The local stack rekey runs and tests against, on loopback only: Redis, moto (S3 + KMS), Prometheus, and
+# versitygw, a second real S3 implementation that enforces the conditions moto ignores
+# (CopySourceIfMatch, If-Match on CompleteMultipartUpload), for the tests of conditional writes.
 #   scripts/stack.sh install   install what is missing (apt-get, a project-local Python venv)
 #   scripts/stack.sh up        install, start what is not running, wait until healthy, print the env
 #   scripts/stack.sh down      stop what this script started (by PID)
 #   scripts/stack.sh status    health of each part
 #   scripts/stack.sh env       the environment to export, e.g. eval "$(scripts/stack.sh env)"
 # Ports and the state folder are configurable: REKEY_REDIS_PORT, REKEY_MOTO_PORT, REKEY_PROMETHEUS_PORT,
-# REKEY_STACK_DIR. Running `up` twice is harmless: a healthy part is left as it is.
+# REKEY_VERSITYGW_PORT, REKEY_STACK_DIR. Running `up` twice is harmless: a healthy part is left as it is.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,6 +16,8 @@ STACK_DIR="${REKEY_STACK_DIR:-$ROOT/.stack}"
 REDIS_PORT="${REKEY_REDIS_PORT:-6390}"
 MOTO_PORT="${REKEY_MOTO_PORT:-5055}"
 PROMETHEUS_PORT="${REKEY_PROMETHEUS_PORT:-9099}"
+VERSITYGW_PORT="${REKEY_VERSITYGW_PORT:-7070}"
+VERSITYGW_VERSION=v1.8.0
 HOST=127.0.0.1
 VENV="$STACK_DIR/venv"
 
@@ -49,10 +53,20 @@ install_python() {
   echo "$want" >"$stamp"
 }
 
+install_versitygw() {
+  local bin="$STACK_DIR/bin/versitygw"
+  if [ -x "$bin" ] && [ "$(cat "$bin.version" 2>/dev/null)" = "$VERSITYGW_VERSION" ]; then return 0; fi
+  command -v go >/dev/null || die "versitygw is built with Go 1.24 or newer: install Go (https://go.dev/dl) and retry"
+  log "go install github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  GOBIN="$STACK_DIR/bin" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  echo "$VERSITYGW_VERSION" >"$bin.version"
+}
+
 cmd_install() {
   mkdir -p "$STACK_DIR"
   apt_install redis-server:redis-server redis-cli:redis-tools prometheus:prometheus promtool:prometheus curl:curl
   install_python
+  install_versitygw
 }
 
 alive() { local f="$STACK_DIR/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
@@ -60,8 +74,9 @@ alive() { local f="$STACK_DIR/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/d
 healthy() {
   case "$1" in
     redis) redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG ;;
-    moto) curl -fsS -o /dev/null "http://$HOST:$MOTO_PORT/moto-api/data.json" 2>/dev/null ;;
-    prometheus) curl -fsS -o /dev/null "http://$HOST:$PROMETHEUS_PORT/-/ready" 2>/dev/null ;;
+    moto) curl -fsS -m 10 -o /dev/null "http://$HOST:$MOTO_PORT/" 2>/dev/null ;;
+    prometheus) curl -fsS -m 10 -o /dev/null "http://$HOST:$PROMETHEUS_PORT/-/ready" 2>/dev/null ;;
+    versitygw) [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$VERSITYGW_PORT/" 2>/dev/null)" = 403 ] ;;
   esac
 }
 
@@ -78,7 +93,7 @@ wait_healthy() {
 spawn() {
   local name="$1"; shift
   if healthy "$name"; then return 0; fi
-  alive "$name" && die "$name runs (pid $(cat "$STACK_DIR/$name.pid")) but is not healthy; run scripts/stack.sh down"
+  if alive "$name"; then wait_healthy "$name"; return 0; fi
   setsid "$@" >"$STACK_DIR/$name.log" 2>&1 < /dev/null &
   echo $! >"$STACK_DIR/$name.pid"
   wait_healthy "$name"
@@ -105,6 +120,9 @@ cmd_up() {
   spawn redis redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
     --maxmemory-policy noeviction --dir "$STACK_DIR" --protected-mode yes
   spawn moto "$VENV/bin/moto_server" -H "$HOST" -p "$MOTO_PORT"
+  mkdir -p "$STACK_DIR/versitygw/data" "$STACK_DIR/versitygw/versions"
+  spawn versitygw "$STACK_DIR/bin/versitygw" --port "$HOST:$VERSITYGW_PORT" --access test --secret test \
+    posix --versioning-dir "$STACK_DIR/versitygw/versions" "$STACK_DIR/versitygw/data"
   write_prometheus_config
   spawn prometheus prometheus --config.file="$STACK_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STACK_DIR/prometheus/data" --web.listen-address="$HOST:$PROMETHEUS_PORT" \
@@ -114,7 +132,7 @@ cmd_up() {
 
 cmd_down() {
   local name pid
-  for name in prometheus moto redis; do
+  for name in prometheus versitygw moto redis; do
     alive "$name" || { rm -f "$STACK_DIR/$name.pid"; continue; }
     pid="$(cat "$STACK_DIR/$name.pid")"
     kill "$pid" 2>/dev/null || true
@@ -127,7 +145,7 @@ cmd_down() {
 
 cmd_status() {
   local name rc=0
-  for name in redis moto prometheus; do
+  for name in redis moto versitygw prometheus; do
     if healthy "$name"; then echo "$name: healthy"; else echo "$name: down"; rc=1; fi
   done
   return $rc
@@ -141,6 +159,7 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_ENDPOINT_URL_S3=http://$HOST:$MOTO_PORT
 export AWS_ENDPOINT_URL_KMS=http://$HOST:$MOTO_PORT
 export REDIS_URL=redis://$HOST:$REDIS_PORT
+export REKEY_STRICT_S3_ENDPOINT=http://$HOST:$VERSITYGW_PORT
 export REKEY_PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT
 export REKEY_PROMETHEUS_TARGETS_DIR=$STACK_DIR/prometheus/targets
 export REKEY_PYTHON=$VENV/bin/python

@@ -24,6 +24,16 @@ export interface TestStack {
   close(): Promise<void>;
 }
 
+/**
+ * moto ignores CopySourceIfMatch and If-Match on CompleteMultipartUpload; tests of conditional writes
+ * use versitygw, a second real S3 implementation of the stack that enforces them.
+ */
+export function strictS3(): Partial<Config> {
+  const endpoint = process.env.REKEY_STRICT_S3_ENDPOINT;
+  if (!endpoint) throw new Error('REKEY_STRICT_S3_ENDPOINT is not set: run the tests through npm test');
+  return { s3Endpoint: endpoint, s3ForcePathStyle: true };
+}
+
 export function openStack(overrides: Partial<Config> = {}): TestStack {
   const config = testConfig(overrides);
   const s3 = makeS3Client(config);

@@ -1,0 +1,90 @@
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { WriteResult } from './conditional-writes.js';
+import { s3Failure } from './errors.js';
+import type { ObjectSnapshot } from './snapshot.js';
+import { noJournal, type UploadJournal } from './upload-journal.js';
+
+export interface ReplacementInput {
+  readonly snapshot: ObjectSnapshot;
+  /** The new ciphertext; it ends only after the old content authenticated, so completion waits for that. */
+  readonly body: Readable;
+  readonly metadata: Record<string, string>;
+  readonly tagging: string | undefined;
+  /** Size of the new body when known, so parts can be sized for objects up to 5 TB. */
+  readonly contentLength?: number;
+}
+
+export interface ReplacementOptions {
+  readonly partBytes?: number;
+  readonly queueSize?: number;
+  readonly journal?: UploadJournal;
+}
+
+const MIN_PART_BYTES = 16 * 1024 * 1024;
+/** S3 allows 10,000 parts; leave headroom for a body that turns out longer than announced. */
+const MAX_PLANNED_PARTS = 9_000;
+
+export function partBytesFor(contentLength: number | undefined, preferred = MIN_PART_BYTES): number {
+  return Math.max(preferred, Math.ceil((contentLength ?? 0) / MAX_PLANNED_PARTS));
+}
+
+/**
+ * lib-storage starts the multipart upload itself; this client wrapper records the upload id in the
+ * journal before the first part is sent, and clears it when the upload completes or aborts.
+ */
+function journaling(s3: S3Client, snapshot: ObjectSnapshot, journal: UploadJournal): S3Client {
+  const ref = (uploadId: string) => ({ bucket: snapshot.bucket, key: snapshot.key, uploadId });
+  const send = async (command: Parameters<S3Client['send']>[0]) => {
+    const out = (await s3.send(command as never)) as { UploadId?: string };
+    if (command instanceof CreateMultipartUploadCommand && out.UploadId) await journal.started(ref(out.UploadId));
+    if (command instanceof CompleteMultipartUploadCommand || command instanceof AbortMultipartUploadCommand) {
+      await journal.finished(ref(command.input.UploadId ?? ''));
+    }
+    return out;
+  };
+  return { config: s3.config, send } as unknown as S3Client;
+}
+
+/**
+ * Streams a new body over the object, conditional on the ETag read at the start (If-Match on
+ * PutObject or CompleteMultipartUpload). Any error, from the body or from S3, aborts the upload and
+ * leaves the original object as it was.
+ */
+export async function uploadReplacement(
+  s3: S3Client,
+  input: ReplacementInput,
+  options: ReplacementOptions = {},
+): Promise<WriteResult> {
+  const { snapshot } = input;
+  const upload = new Upload({
+    client: journaling(s3, snapshot, options.journal ?? noJournal),
+    partSize: partBytesFor(input.contentLength, options.partBytes),
+    queueSize: options.queueSize ?? 4,
+    leavePartsOnError: false,
+    params: {
+      Bucket: snapshot.bucket,
+      Key: snapshot.key,
+      Body: input.body,
+      Metadata: input.metadata,
+      Tagging: input.tagging,
+      IfMatch: snapshot.etag,
+      ...snapshot.headers,
+      ...snapshot.sse,
+      StorageClass: snapshot.storageClass as never,
+    },
+  });
+  try {
+    const out = await upload.done();
+    return { etag: out.ETag, versionId: out.VersionId };
+  } catch (err) {
+    input.body.destroy();
+    throw s3Failure(err, `upload of s3://${snapshot.bucket}/${snapshot.key}`);
+  }
+}

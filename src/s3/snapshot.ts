@@ -1,0 +1,142 @@
+import {
+  GetObjectCommand,
+  GetObjectTaggingCommand,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { RekeyError } from '../errors.js';
+import { s3Failure } from './errors.js';
+
+/** The headers S3 keeps with an object that a rewrite must send again (design.md invariant 5). */
+export interface ContentHeaders {
+  readonly ContentType?: string;
+  readonly ContentEncoding?: string;
+  readonly ContentLanguage?: string;
+  readonly ContentDisposition?: string;
+  readonly CacheControl?: string;
+  readonly Expires?: Date;
+  readonly WebsiteRedirectLocation?: string;
+}
+
+export interface ServerSideEncryptionSettings {
+  readonly ServerSideEncryption?: HeadObjectCommandOutput['ServerSideEncryption'];
+  readonly SSEKMSKeyId?: string;
+  readonly BucketKeyEnabled?: boolean;
+}
+
+export interface ObjectLockState {
+  readonly mode?: string;
+  readonly retainUntil?: Date;
+  readonly legalHold: boolean;
+}
+
+/** What one HEAD told about an object; every later write is conditional on `etag`. */
+export interface ObjectSnapshot {
+  readonly bucket: string;
+  readonly key: string;
+  readonly versionId: string | undefined;
+  readonly etag: string;
+  readonly size: number;
+  readonly lastModified: Date | undefined;
+  /** User metadata as S3 returns it: keys lowercased, without the `x-amz-meta-` prefix. */
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly headers: ContentHeaders;
+  readonly storageClass: string | undefined;
+  readonly sse: ServerSideEncryptionSettings;
+  readonly lock: ObjectLockState;
+}
+
+function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]): Pick<T, K> {
+  const out = {} as Pick<T, K>;
+  for (const k of keys) if (source[k] !== undefined && source[k] !== null) out[k] = source[k];
+  return out;
+}
+
+const CONTENT_HEADERS = [
+  'ContentType',
+  'ContentEncoding',
+  'ContentLanguage',
+  'ContentDisposition',
+  'CacheControl',
+  'Expires',
+  'WebsiteRedirectLocation',
+] as const;
+
+export async function headObject(s3: S3Client, bucket: string, key: string, versionId?: string): Promise<ObjectSnapshot> {
+  let out: HeadObjectCommandOutput;
+  try {
+    out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
+  } catch (err) {
+    throw s3Failure(err, `HEAD s3://${bucket}/${key}`);
+  }
+  /* Precondition: every conditional write needs the ETag this read saw. */
+  if (!out.ETag) throw new RekeyError('s3-error', `HEAD s3://${bucket}/${key} returned no ETag`);
+  return {
+    bucket,
+    key,
+    versionId: out.VersionId,
+    etag: out.ETag,
+    size: out.ContentLength ?? 0,
+    lastModified: out.LastModified,
+    metadata: out.Metadata ?? {},
+    headers: pick(out, CONTENT_HEADERS),
+    storageClass: out.StorageClass,
+    sse: pick(out, ['ServerSideEncryption', 'SSEKMSKeyId', 'BucketKeyEnabled'] as const),
+    lock: {
+      mode: out.ObjectLockMode,
+      retainUntil: out.ObjectLockRetainUntilDate,
+      legalHold: out.ObjectLockLegalHoldStatus === 'ON',
+    },
+  };
+}
+
+/** A retention period still running or a legal hold means the old version cannot go: rekey reports, never bypasses. */
+export function isLocked(lock: ObjectLockState, now = new Date()): boolean {
+  return lock.legalHold || (lock.retainUntil !== undefined && lock.retainUntil > now);
+}
+
+/** Tags as the `Tagging` request parameter wants them (URL-encoded query string). */
+export async function readTagging(s3: S3Client, snapshot: ObjectSnapshot): Promise<string | undefined> {
+  try {
+    const out = await s3.send(
+      new GetObjectTaggingCommand({ Bucket: snapshot.bucket, Key: snapshot.key, VersionId: snapshot.versionId }),
+    );
+    const tags = out.TagSet ?? [];
+    if (tags.length === 0) return undefined;
+    return new URLSearchParams(tags.map((t): [string, string] => [t.Key ?? '', t.Value ?? ''])).toString();
+  } catch (err) {
+    throw s3Failure(err, `GET tagging of s3://${snapshot.bucket}/${snapshot.key}`);
+  }
+}
+
+export interface SmallObject {
+  readonly body: Buffer;
+  readonly etag: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly headers: ContentHeaders;
+}
+
+/** Reads a small object whole (instruction files); `undefined` when it does not exist. */
+export async function readSmallObject(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  maxBytes = 64 * 1024,
+): Promise<SmallObject | undefined> {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    /* Precondition: an instruction file is a few hundred bytes; a huge one is not ours to buffer. */
+    if ((out.ContentLength ?? 0) > maxBytes) {
+      out.Body?.transformToWebStream().cancel().catch(() => undefined);
+      throw new RekeyError('bad-metadata', `s3://${bucket}/${key} is ${out.ContentLength} bytes, too large for an instruction file`);
+    }
+    const body = Buffer.from((await out.Body?.transformToByteArray()) ?? []);
+    return { body, etag: out.ETag ?? '', metadata: out.Metadata ?? {}, headers: pick(out, CONTENT_HEADERS) };
+  } catch (err) {
+    if (err instanceof RekeyError) throw err;
+    const failure = s3Failure(err, `GET s3://${bucket}/${key}`);
+    if (failure.reason === 'gone') return undefined;
+    throw failure;
+  }
+}
