@@ -1,0 +1,89 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Queue } from 'bullmq';
+import { abortUpload } from '../s3/conditional-writes.js';
+import type { UploadJournal } from '../s3/upload-journal.js';
+import { notRotated, type ObjectOutcome, type ObjectRef } from '../rotate/outcome.js';
+import { batchesOf, enqueue, refsOf, type BatchJob } from './queue.js';
+import type { CampaignSpec } from './spec.js';
+import type { CampaignStore } from './store.js';
+
+/** Rotates a batch of objects of one campaign; what the rotate layer offers the campaign layer. */
+export interface BatchRotator {
+  rotate(refs: readonly ObjectRef[], journal: UploadJournal): Promise<ObjectOutcome[]>;
+}
+
+export interface ProcessorDeps {
+  readonly s3: S3Client;
+  readonly store: CampaignStore;
+  readonly queue: Queue<BatchJob>;
+  readonly rotatorFor: (campaignId: string, spec: CampaignSpec) => BatchRotator;
+  readonly onOutcome?: (campaignId: string, outcome: ObjectOutcome) => void;
+}
+
+export interface ProcessorOptions {
+  /** Attempts per object for retryable failures (throttling, 5xx) before the failure is final. */
+  readonly objectAttempts?: number;
+  readonly retryDelayMs?: (attempt: number) => number;
+}
+
+export type BatchResult = { readonly kind: 'done'; readonly recorded: number; readonly retried: number } | { readonly kind: 'paused' };
+
+const defaultDelay = (attempt: number) => Math.min(60_000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+
+/**
+ * Processes one batch job: skips objects that already have an outcome (a re-delivered job), aborts
+ * uploads a killed worker left open for these objects, rotates the rest, records each outcome once,
+ * and puts objects with a retryable failure back on the queue with a backoff.
+ */
+export async function processBatch(deps: ProcessorDeps, job: BatchJob, options: ProcessorOptions = {}): Promise<BatchResult> {
+  const { store } = deps;
+  const id = job.c;
+  const state = await store.state(id);
+  if (state === 'paused') return { kind: 'paused' };
+  const pending = await pendingRefs(store, id, refsOf(job));
+  if (pending.length === 0) return { kind: 'done', recorded: 0, retried: 0 };
+  const spec = await store.spec(id);
+  const journal = store.journal(id);
+  await abortLeftovers(deps.s3, journal, pending);
+
+  const outcomes =
+    state === 'cancelled'
+      ? pending.map((ref) => notRotated(ref, spec.mode, 'cancelled', 'the campaign was cancelled'))
+      : await deps.rotatorFor(id, spec).rotate(pending, journal);
+
+  const attempt = (job.a ?? 0) + 1;
+  const maxAttempts = options.objectAttempts ?? 5;
+  const retry: ObjectRef[] = [];
+  let recorded = 0;
+  for (const outcome of outcomes) {
+    if (outcome.retryable && attempt < maxAttempts) {
+      retry.push(outcome.ref);
+      continue;
+    }
+    if (await store.record(id, outcome)) {
+      recorded += 1;
+      deps.onOutcome?.(id, outcome);
+    }
+  }
+  const delayMs = (options.retryDelayMs ?? defaultDelay)(attempt);
+  await enqueue(deps.queue, batchesOf(id, retry, spec.batchSize, attempt), { priority: spec.priority, delayMs });
+  if ((await store.state(id)) === 'done') await abortLeftovers(deps.s3, journal);
+  return { kind: 'done', recorded, retried: retry.length };
+}
+
+async function pendingRefs(store: CampaignStore, id: string, refs: readonly ObjectRef[]): Promise<ObjectRef[]> {
+  const has = await Promise.all(refs.map((ref) => store.hasOutcome(id, ref)));
+  return refs.filter((_, i) => !has[i]);
+}
+
+/** Aborts journaled uploads, of the given objects or of the whole campaign (design.md invariant 1). */
+export async function abortLeftovers(
+  s3: S3Client,
+  journal: UploadJournal & { open(): Promise<{ bucket: string; key: string; uploadId: string }[]> },
+  refs?: readonly ObjectRef[],
+): Promise<number> {
+  const wanted = refs ? new Set(refs.map((r) => `${r.bucket}/${r.key}`)) : undefined;
+  const open = (await journal.open()).filter((u) => !wanted || wanted.has(`${u.bucket}/${u.key}`));
+  for (const upload of open) await abortUpload(s3, upload, journal);
+  return open.length;
+}

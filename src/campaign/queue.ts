@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import type { Config } from '../config/config.js';
+import type { ObjectRef } from '../rotate/outcome.js';
+import { jobPriority, type Priority } from './spec.js';
+
+/** One queue serves every campaign; job priority puts incident campaigns first. */
+export const QUEUE_NAME = 'rotate';
+
+/**
+ * A job is a batch of object keys of one bucket and its campaign id: never key material, never
+ * content (design.md, Flow). `a` counts the attempts of the objects it carries.
+ */
+export interface BatchJob {
+  readonly c: string;
+  readonly b: string;
+  readonly k: readonly string[];
+  readonly v?: readonly (string | null)[];
+  readonly a?: number;
+}
+
+export function connectionOf(config: Config): ConnectionOptions {
+  return { url: config.redisUrl, maxRetriesPerRequest: null } as ConnectionOptions;
+}
+
+export function makeQueue(config: Config): Queue<BatchJob> {
+  return new Queue<BatchJob>(QUEUE_NAME, { connection: connectionOf(config), prefix: config.redisPrefix });
+}
+
+export function refsOf(job: BatchJob): ObjectRef[] {
+  return job.k.map((key, i) => ({ bucket: job.b, key, ...(job.v?.[i] ? { versionId: job.v[i]! } : {}) }));
+}
+
+/** Groups refs into jobs of at most `size` objects, one bucket per job. */
+export function batchesOf(campaignId: string, refs: readonly ObjectRef[], size: number, attempt = 0): BatchJob[] {
+  const byBucket = new Map<string, ObjectRef[]>();
+  for (const ref of refs) byBucket.set(ref.bucket, [...(byBucket.get(ref.bucket) ?? []), ref]);
+  const jobs: BatchJob[] = [];
+  for (const [bucket, list] of byBucket) {
+    for (let i = 0; i < list.length; i += size) {
+      const slice = list.slice(i, i + size);
+      const versioned = slice.some((r) => r.versionId);
+      jobs.push({
+        c: campaignId,
+        b: bucket,
+        k: slice.map((r) => r.key),
+        ...(versioned ? { v: slice.map((r) => r.versionId ?? null) } : {}),
+        ...(attempt ? { a: attempt } : {}),
+      });
+    }
+  }
+  return jobs;
+}
+
+export interface EnqueueOptions {
+  readonly priority: Priority;
+  /** Same seed, same job ids: a plan resumed after a crash re-adds the same jobs, which BullMQ ignores. */
+  readonly idSeed?: string;
+  readonly delayMs?: number;
+}
+
+const JOB_DEFAULTS: JobsOptions = {
+  attempts: 8,
+  backoff: { type: 'exponential', delay: 2000 },
+  removeOnComplete: true,
+  removeOnFail: { count: 10_000 },
+};
+
+export async function enqueue(queue: Queue<BatchJob>, jobs: readonly BatchJob[], options: EnqueueOptions): Promise<void> {
+  if (jobs.length === 0) return;
+  await queue.addBulk(
+    jobs.map((data, i) => ({
+      name: 'batch',
+      data,
+      opts: {
+        ...JOB_DEFAULTS,
+        priority: jobPriority(options.priority),
+        ...(options.delayMs ? { delay: options.delayMs } : {}),
+        ...(options.idSeed ? { jobId: `${data.c}-${createHash('sha1').update(`${options.idSeed}|${i}`).digest('hex')}` } : {}),
+      },
+    })),
+  );
+}

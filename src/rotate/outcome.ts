@@ -1,0 +1,91 @@
+import { reasonOf, type ReasonCode } from '../errors.js';
+
+export type Mode = 'rewrap' | 'rekey';
+export const MODES: readonly Mode[] = ['rewrap', 'rekey'];
+
+export type TargetFormat = 'same' | 'v2' | 'v3';
+export const TARGET_FORMATS: readonly TargetFormat[] = ['same', 'v2', 'v3'];
+
+export interface ObjectRef {
+  readonly bucket: string;
+  readonly key: string;
+  /** Set for noncurrent versions; the current version otherwise. */
+  readonly versionId?: string | undefined;
+}
+
+export type OutcomeKind = 'rotated' | 'skipped' | 'failed';
+
+/** One object's result: everything a report or an auditor needs, never a secret. */
+export interface ObjectOutcome {
+  readonly ref: ObjectRef;
+  readonly mode: Mode;
+  readonly outcome: OutcomeKind;
+  readonly reason: ReasonCode | undefined;
+  readonly message: string;
+  /** A failure another attempt may cure (throttling, a 5xx); the campaign retries these. */
+  readonly retryable: boolean;
+  readonly format: string | undefined;
+  readonly newFormat: string | undefined;
+  readonly oldKeyId: string | undefined;
+  readonly newKeyId: string | undefined;
+  readonly oldEtag: string | undefined;
+  readonly newEtag: string | undefined;
+  readonly oldVersionId: string | undefined;
+  readonly newVersionId: string | undefined;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly durationMs: number;
+}
+
+/** Reasons that mean the object is fine as it is, or another writer owns it now: not failures. */
+const SKIP_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
+  'already-rotated',
+  'changed',
+  'gone',
+  'object-locked',
+  'source-key-mismatch',
+  'not-encrypted',
+  'cancelled',
+]);
+
+const RETRYABLE_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>(['kms-throttled', 'kms-error', 's3-error']);
+
+export function kindOf(reason: ReasonCode): OutcomeKind {
+  return SKIP_REASONS.has(reason) ? 'skipped' : 'failed';
+}
+
+export function isRetryable(reason: ReasonCode): boolean {
+  return RETRYABLE_REASONS.has(reason);
+}
+
+/** What is known of an object so far; the outcome builders fill the rest. */
+export type OutcomeFacts = Partial<Omit<ObjectOutcome, 'ref' | 'mode' | 'outcome' | 'reason' | 'message' | 'retryable'>>;
+
+const EMPTY_FACTS = {
+  format: undefined,
+  newFormat: undefined,
+  oldKeyId: undefined,
+  newKeyId: undefined,
+  oldEtag: undefined,
+  newEtag: undefined,
+  oldVersionId: undefined,
+  newVersionId: undefined,
+  bytesRead: 0,
+  bytesWritten: 0,
+  durationMs: 0,
+} as const;
+
+export function rotated(ref: ObjectRef, mode: Mode, facts: OutcomeFacts, message = 'rotated'): ObjectOutcome {
+  return { ...EMPTY_FACTS, ...facts, ref, mode, outcome: 'rotated', reason: undefined, message, retryable: false };
+}
+
+export function notRotated(ref: ObjectRef, mode: Mode, reason: ReasonCode, message: string, facts: OutcomeFacts = {}): ObjectOutcome {
+  return { ...EMPTY_FACTS, ...facts, ref, mode, outcome: kindOf(reason), reason, message, retryable: isRetryable(reason) };
+}
+
+/** Any error becomes an outcome; an unexpected one is `failed:internal`, never a crash of the campaign. */
+export function fromError(ref: ObjectRef, mode: Mode, err: unknown, facts: OutcomeFacts = {}): ObjectOutcome {
+  const reason = reasonOf(err);
+  const message = err instanceof Error ? err.message : String(err);
+  return notRotated(ref, mode, reason, message, facts);
+}
