@@ -1,0 +1,11 @@
+export { CbcDecryptCore, ChainCore, GCM_MAX_PLAINTEXT_LENGTH, GCM_TAG_LENGTH, GcmDecryptCore, GcmEncryptCore } from './cores.js';
+export type { CipherCore, CoreOptions } from './cores.js';
+export { DataKey } from './data-key.js';
+export { CIPHER_THREAD_ENTRY, CipherPool } from './pool.js';
+export type { ByteSource, CipherPoolOptions, CipherStats, PoolStream, ReencryptSpec, ThreadUtilisation } from './pool.js';
+export { decryptSpecFor, encryptSpecFor, openDecryptCore, openEncryptCore } from './specs.js';
+export type { DecryptParams, DecryptSpec, EncryptParams, EncryptSpec, Limits } from './specs.js';
+export { asRekeyError } from './protocol.js';
+export { CipherTransform, createDecryptStream, createEncryptStream, createReencryptStream } from './streams.js';
+export type { CipherStreamOptions } from './streams.js';
+export { V3_CONTENT_AAD, V3_CONTENT_IV, deriveCommittedV3ContentKey, deriveV3Commitment, deriveV3ContentKey } from './v3-kdf.js';

@@ -1,0 +1,36 @@
+import { hkdfSync, timingSafeEqual } from 'node:crypto';
+import { CipherError } from '../errors.js';
+
+/** Suite 0x0073 as it prefixes the HKDF info and forms the content AAD (formats.md §1.7). */
+const SUITE_ID = Buffer.from([0x00, 0x73]);
+const DERIVE_KEY_INFO = Buffer.concat([SUITE_ID, Buffer.from('DERIVEKEY', 'ascii')]);
+const COMMIT_KEY_INFO = Buffer.concat([SUITE_ID, Buffer.from('COMMITKEY', 'ascii')]);
+const DERIVED_KEY_LENGTH = 32;
+const COMMITMENT_LENGTH = 28;
+
+/** V3 content is AES-256-GCM with a fixed IV of twelve 0x01 bytes: each derived key is used once. */
+export const V3_CONTENT_IV = Buffer.alloc(12, 0x01);
+export const V3_CONTENT_AAD = SUITE_ID;
+
+/** HKDF-SHA512(salt = message id, ikm = data key, info = 0x0073 ‖ "COMMITKEY") → 28 bytes. */
+export function deriveV3Commitment(dataKey: Uint8Array, messageId: Uint8Array): Buffer {
+  return Buffer.from(hkdfSync('sha512', dataKey, messageId, COMMIT_KEY_INFO, COMMITMENT_LENGTH));
+}
+
+/** HKDF-SHA512(salt = message id, ikm = data key, info = 0x0073 ‖ "DERIVEKEY") → the 32-byte content key. */
+export function deriveV3ContentKey(dataKey: Uint8Array, messageId: Uint8Array): Buffer {
+  return Buffer.from(hkdfSync('sha512', dataKey, messageId, DERIVE_KEY_INFO, DERIVED_KEY_LENGTH));
+}
+
+/**
+ * Derives the content key only after the stored commitment matched in constant time, so a wrong key or a
+ * swapped message id never yields a single byte of plaintext.
+ */
+export function deriveCommittedV3ContentKey(dataKey: Uint8Array, messageId: Uint8Array, commitment: Uint8Array): Buffer {
+  const expected = deriveV3Commitment(dataKey, messageId);
+  const matches = expected.length === commitment.byteLength && timingSafeEqual(expected, commitment);
+  expected.fill(0);
+  /* Precondition: the data key commits to this object's commitment before any content is decrypted. */
+  if (!matches) throw new CipherError('commitment-mismatch', 'V3 key commitment does not match the data key');
+  return deriveV3ContentKey(dataKey, messageId);
+}

@@ -1,0 +1,243 @@
+import { FormatError } from '../errors.js';
+import { decodeBase64Field } from './base64.js';
+import { parseContextJson } from './context-json.js';
+import { assertNoV3ObjectKeys, assertSingleFormat, classifyMetadata, has } from './detect.js';
+import { bindsContentCipher } from './encryption-context.js';
+import {
+  CBC,
+  CBC_IV_LENGTH,
+  CEK_ALG_CONTEXT_KEY,
+  GCM,
+  GCM_IV_LENGTH,
+  GCM_TAG_LENGTH_BITS,
+  KMS_WRAPS,
+  RAW_WRAPS,
+  V3_COMMITMENT_LENGTH,
+  V3_MESSAGE_ID_LENGTH,
+  V3_SUITE,
+  V3_WRAP_CODES,
+  isKmsWrap,
+} from './envelope.js';
+import type {
+  EncryptionContext,
+  Envelope,
+  KeyLocation,
+  LegacyContentCipher,
+  LegacyEnvelope,
+  V3Envelope,
+  WrapAlgorithm,
+} from './envelope.js';
+import { parseInstructionFile } from './instruction-file.js';
+import { MetaKey, V3_OBJECT_KEYS } from './keys.js';
+import { normaliseMetadata } from './metadata.js';
+import type { NormalisedMetadata } from './metadata.js';
+
+export type RawMetadata = Readonly<Record<string, string | undefined>>;
+
+/** What object metadata alone tells; I/O for an instruction file stays with the caller. */
+export type Inspection =
+  | { readonly kind: 'envelope'; readonly envelope: Envelope }
+  /** V3 with its key in `<key>.instruction`; without that file the object cannot be read. */
+  | { readonly kind: 'needs-instruction-file'; readonly version: 'v3' }
+  /**
+   * No S3EC key on the object. V1/V2 writers that use an instruction file leave none either, so a caller
+   * that handles those probes `<key>.instruction` and passes it to {@link parseEnvelope}.
+   */
+  | { readonly kind: 'not-encrypted' };
+
+/** Classifies an object from its metadata as HeadObject returns it (any key case, prefix or not). */
+export function inspectMetadata(objectMetadata: RawMetadata): Inspection {
+  const meta = normaliseMetadata(objectMetadata);
+  switch (classifyMetadata(meta)) {
+    case 'legacy':
+      return { kind: 'envelope', envelope: parseLegacy(meta, 'object-metadata') };
+    case 'v3':
+      return { kind: 'envelope', envelope: parseV3(meta, 'object-metadata') };
+    case 'v3-split':
+      return { kind: 'needs-instruction-file', version: 'v3' };
+    case 'none':
+      return { kind: 'not-encrypted' };
+  }
+}
+
+/**
+ * Reads the envelope of an object from its metadata and, when it has one, its instruction file's body
+ * (formats.md §1.2). Object metadata wins over an instruction file for V1/V2 and V3 in-object layouts.
+ */
+export function parseEnvelope(objectMetadata: RawMetadata, instructionFile?: string | Uint8Array): Envelope {
+  const meta = normaliseMetadata(objectMetadata);
+  switch (classifyMetadata(meta)) {
+    case 'legacy':
+      return parseLegacy(meta, 'object-metadata');
+    case 'v3':
+      return parseV3(meta, 'object-metadata');
+    case 'v3-split':
+      return parseV3Split(meta, instructionFile);
+    case 'none':
+      return parseLegacyInstructionFile(instructionFile);
+  }
+}
+
+function parseV3Split(meta: NormalisedMetadata, instructionFile: string | Uint8Array | undefined): V3Envelope {
+  /* Precondition: a V3 object whose key lives elsewhere comes with its instruction file. */
+  if (instructionFile === undefined) {
+    throw new FormatError('missing-instruction-file', 'V3 object keeps its data key in an instruction file');
+  }
+  const file = parseInstructionFile(instructionFile);
+  assertNoV3ObjectKeys(file);
+  const merged: NormalisedMetadata = {
+    ...file,
+    ...Object.fromEntries(V3_OBJECT_KEYS.map((k) => [k, meta[k] ?? ''])),
+  };
+  assertSingleFormat(merged, 'instruction file');
+  /* Precondition: the instruction file holds the V3 data key. */
+  if (!has(merged, MetaKey.v3Key)) throw new FormatError('bad-metadata', 'instruction file lacks x-amz-3');
+  return parseV3(merged, 'instruction-file');
+}
+
+function parseLegacyInstructionFile(instructionFile: string | Uint8Array | undefined): LegacyEnvelope {
+  if (instructionFile === undefined) {
+    throw new FormatError('not-encrypted', 'object metadata has no S3 Encryption Client keys');
+  }
+  const file = parseInstructionFile(instructionFile);
+  assertNoV3ObjectKeys(file);
+  assertSingleFormat(file, 'instruction file');
+  /* Precondition: an instruction file for an object without S3EC keys holds a complete V1/V2 envelope. */
+  if (!(has(file, MetaKey.iv) && (has(file, MetaKey.keyV1) || has(file, MetaKey.keyV2)))) {
+    throw new FormatError('unknown-format', 'instruction file holds no V1/V2 envelope');
+  }
+  return parseLegacy(file, 'instruction-file');
+}
+
+function parseLegacy(meta: NormalisedMetadata, location: KeyLocation): LegacyEnvelope {
+  const version = has(meta, MetaKey.keyV2) ? 'v2' : 'v1';
+  const encryptedDataKey = decodeDataKey(required(meta, version === 'v2' ? MetaKey.keyV2 : MetaKey.keyV1));
+  const contentCipher = legacyContentCipher(meta[MetaKey.cekAlg]);
+  const iv = decodeBase64Field(required(meta, MetaKey.iv), MetaKey.iv);
+  const ivLength = contentCipher === GCM ? GCM_IV_LENGTH : CBC_IV_LENGTH;
+  /* Precondition: the IV has the cipher's length (12 bytes GCM, 16 bytes CBC). */
+  if (iv.length !== ivLength) {
+    throw new FormatError('bad-metadata', `${MetaKey.iv} is ${iv.length} bytes, ${contentCipher} needs ${ivLength}`);
+  }
+  checkTagLength(meta[MetaKey.tagLen], contentCipher);
+  const wrapAlgorithm = legacyWrap(meta[MetaKey.wrapAlg], version, encryptedDataKey.length);
+  const context = parseContextJson(meta[MetaKey.matdesc], MetaKey.matdesc);
+  if (wrapAlgorithm === 'kms+context') checkCekAlgInContext(context, contentCipher, MetaKey.matdesc);
+  return {
+    version,
+    location,
+    contentCipher,
+    wrapAlgorithm,
+    encryptedDataKey,
+    iv,
+    ...contexts(wrapAlgorithm, context, context),
+    ...unencryptedLength(meta),
+  };
+}
+
+function parseV3(meta: NormalisedMetadata, location: KeyLocation): V3Envelope {
+  const cipher = required(meta, MetaKey.v3Cipher);
+  /* Precondition: V3 has exactly one content cipher, the committing suite 115. */
+  if (cipher !== V3_SUITE) throw new FormatError('unsupported-algorithm', `unknown V3 content cipher ${quote(cipher)}`);
+  const wrapCode = required(meta, MetaKey.v3Wrap);
+  const wrapAlgorithm = V3_WRAP_CODES[wrapCode];
+  if (wrapAlgorithm === undefined) {
+    throw new FormatError('unsupported-algorithm', `unknown V3 wrap algorithm ${quote(wrapCode)}`);
+  }
+  const encryptionContext = parseContextJson(meta[MetaKey.v3Context], MetaKey.v3Context);
+  if (wrapAlgorithm === 'kms+context') checkCekAlgInContext(encryptionContext, V3_SUITE, MetaKey.v3Context);
+  return {
+    version: 'v3',
+    location,
+    contentCipher: V3_SUITE,
+    wrapAlgorithm,
+    encryptedDataKey: decodeDataKey(required(meta, MetaKey.v3Key)),
+    messageId: fixedLength(meta, MetaKey.v3MessageId, V3_MESSAGE_ID_LENGTH),
+    keyCommitment: fixedLength(meta, MetaKey.v3Commitment, V3_COMMITMENT_LENGTH),
+    ...contexts(wrapAlgorithm, encryptionContext, parseContextJson(meta[MetaKey.v3MaterialDescription], MetaKey.v3MaterialDescription)),
+    ...unencryptedLength(meta),
+  };
+}
+
+function contexts(
+  wrap: WrapAlgorithm,
+  encryptionContext: EncryptionContext,
+  materialDescription: EncryptionContext,
+): { encryptionContext: EncryptionContext; materialDescription: EncryptionContext } {
+  return isKmsWrap(wrap)
+    ? { encryptionContext, materialDescription: {} }
+    : { encryptionContext: {}, materialDescription };
+}
+
+function legacyContentCipher(value: string | undefined): LegacyContentCipher {
+  // V1 writers never set x-amz-cek-alg; readers take its absence as CBC (formats.md §1.3).
+  if (value === undefined || value === CBC) return CBC;
+  if (value === GCM) return GCM;
+  throw new FormatError('unsupported-algorithm', `unknown content cipher ${quote(value)}`);
+}
+
+/** `x-amz-tag-len` is "128" (or absent, as Go v1 fixtures show) for GCM and absent for CBC. */
+function checkTagLength(value: string | undefined, cipher: LegacyContentCipher): void {
+  if (value === undefined) return;
+  if (cipher === CBC) throw new FormatError('bad-metadata', `${MetaKey.tagLen} is set on CBC content`);
+  if (value !== GCM_TAG_LENGTH_BITS) {
+    throw new FormatError('bad-metadata', `${MetaKey.tagLen} is ${quote(value)}, only ${GCM_TAG_LENGTH_BITS} is valid`);
+  }
+}
+
+function legacyWrap(value: string | undefined, version: 'v1' | 'v2', edkLength: number): WrapAlgorithm {
+  if (value === undefined) {
+    /* Precondition: only V1 leaves the wrap algorithm implicit. */
+    if (version === 'v2') throw new FormatError('bad-metadata', `${MetaKey.wrapAlg} is missing`);
+    // Java's rule for V1 EncryptionOnly objects: an EDK longer than 48 bytes is RSA-wrapped.
+    return edkLength > 48 ? 'RSA' : 'AES';
+  }
+  if (KMS_WRAPS.has(value) || RAW_WRAPS.has(value)) return value as WrapAlgorithm;
+  throw new FormatError('unsupported-algorithm', `unknown wrap algorithm ${quote(value)}`);
+}
+
+/**
+ * A `kms+context` EC binds the content cipher under `aws:x-amz-cek-alg`; Go, Ruby and C++ readers refuse an
+ * object where the two disagree, so rekey does too (formats.md §1.5).
+ */
+function checkCekAlgInContext(context: EncryptionContext, cipher: string, field: string): void {
+  if (!bindsContentCipher(context, cipher)) {
+    throw new FormatError('bad-metadata', `${field} does not bind ${CEK_ALG_CONTEXT_KEY} to ${cipher}`);
+  }
+}
+
+function unencryptedLength(meta: NormalisedMetadata): { unencryptedContentLength?: number } {
+  const value = meta[MetaKey.unencryptedLength];
+  if (value === undefined) return {};
+  const length = Number(value);
+  /* Precondition: the plaintext length is a plain non-negative decimal integer. */
+  if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(length)) {
+    throw new FormatError('bad-metadata', `${MetaKey.unencryptedLength} is not a byte count`);
+  }
+  return { unencryptedContentLength: length };
+}
+
+function decodeDataKey(value: string): Buffer {
+  const edk = decodeBase64Field(value, 'encrypted data key');
+  /* Precondition: there is a wrapped key to unwrap. */
+  if (edk.length === 0) throw new FormatError('bad-metadata', 'encrypted data key is empty');
+  return edk;
+}
+
+function fixedLength(meta: NormalisedMetadata, key: string, length: number): Buffer {
+  const bytes = decodeBase64Field(required(meta, key), key);
+  /* Precondition: message id and commitment are exactly 28 bytes. */
+  if (bytes.length !== length) throw new FormatError('bad-metadata', `${key} is ${bytes.length} bytes, not ${length}`);
+  return bytes;
+}
+
+function required(meta: NormalisedMetadata, key: string): string {
+  const value = meta[key];
+  if (value === undefined) throw new FormatError('bad-metadata', `${key} is missing`);
+  return value;
+}
+
+/** Algorithm names are short public identifiers; a long value is cut so junk cannot flood a log line. */
+function quote(value: string): string {
+  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}
