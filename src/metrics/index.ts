@@ -1,0 +1,26 @@
+export {
+  createMetrics,
+  QUEUE_STATES,
+  type CallObserver,
+  type CallResult,
+  type CampaignProgress,
+  type CampaignProgressProvider,
+  type KmsCall,
+  type MetricsOptions,
+  type ObjectBytes,
+  type ObjectDone,
+  type ObjectInFlight,
+  type ObjectLabels,
+  type ObjectResult,
+  type Outcome,
+  type QueueCounts,
+  type QueueCountsProvider,
+  type QueueState,
+  type RekeyMetrics,
+  type RotationMode,
+  type S3Call,
+  type ThreadPoolProvider,
+  type ThreadPoolStats,
+} from './metrics.js';
+export { registerScrapeTarget, type ScrapeTarget } from './scrape-target.js';
+export { startMetricsServer, type MetricsServer, type MetricsServerOptions } from './server.js';
