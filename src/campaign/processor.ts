@@ -2,7 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Queue } from 'bullmq';
 import { abortUpload } from '../s3/conditional-writes.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
-import { notRotated, type ObjectOutcome, type ObjectRef } from '../rotate/outcome.js';
+import { notRotated, type Mode, type ObjectOutcome, type ObjectRef } from '../rotate/outcome.js';
 import { batchesOf, enqueue, refsOf, type BatchJob } from './queue.js';
 import type { CampaignSpec } from './spec.js';
 import type { CampaignStore } from './store.js';
@@ -17,7 +17,8 @@ export interface ProcessorDeps {
   readonly store: CampaignStore;
   readonly queue: Queue<BatchJob>;
   readonly rotatorFor: (campaignId: string, spec: CampaignSpec) => BatchRotator;
-  readonly onOutcome?: (campaignId: string, outcome: ObjectOutcome) => void;
+  /** Told when a batch's objects start; the returned function is told each one's outcome, `final` unless it goes back to the queue. */
+  readonly observe?: (campaignId: string, mode: Mode, refs: readonly ObjectRef[]) => (outcome: ObjectOutcome, final: boolean) => void;
 }
 
 export interface ProcessorOptions {
@@ -45,6 +46,7 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, options: 
   const spec = await store.spec(id);
   const journal = store.journal(id);
   await abortLeftovers(deps.s3, journal, pending);
+  const settled = deps.observe?.(id, spec.mode, pending);
 
   const outcomes =
     state === 'cancelled'
@@ -58,12 +60,12 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, options: 
   for (const outcome of outcomes) {
     if (outcome.retryable && attempt < maxAttempts) {
       retry.push(outcome.ref);
+      settled?.(outcome, false);
       continue;
     }
-    if (await store.record(id, outcome)) {
-      recorded += 1;
-      deps.onOutcome?.(id, outcome);
-    }
+    const counted = await store.record(id, outcome);
+    if (counted) recorded += 1;
+    settled?.(outcome, counted);
   }
   const delayMs = (options.retryDelayMs ?? defaultDelay)(attempt);
   await enqueue(deps.queue, batchesOf(id, retry, spec.batchSize, attempt), { priority: spec.priority, delayMs });

@@ -1,6 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../errors.js';
+import { registerControl } from './control.js';
 import { registerDoctor } from './doctor.js';
+import { registerReport } from './report.js';
+import { registerStart } from './start.js';
+import { registerWorker } from './worker.js';
 
 /** Exit codes, documented in the README: 0 done, 1 the work failed, 2 bad flags or configuration. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -11,6 +15,10 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text) });
+  registerStart(program);
+  registerWorker(program);
+  registerControl(program);
+  registerReport(program);
   registerDoctor(program);
   return program;
 }

@@ -1,0 +1,82 @@
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { DataKey } from '../../src/crypto/data-key.js';
+import { encryptSpecFor } from '../../src/crypto/specs.js';
+import { createEncryptStream } from '../../src/crypto/streams.js';
+import {
+  buildEnvelope,
+  encodeS3MetadataValue,
+  encryptionContextForNewEnvelope,
+  INSTRUCTION_FILE_MARKER,
+  serialiseEnvelope,
+  type EncryptionContext,
+} from '../../src/formats/index.js';
+
+/**
+ * Writes S3 Encryption Client objects (V2 or V3, kms+context, metadata or instruction file) for the
+ * demo, the benchmarks and tests that need many objects fast. Interoperability with the real client is
+ * proven separately (test/interop); this writer follows the same rules.
+ */
+export interface SeedObject {
+  readonly bucket: string;
+  readonly key: string;
+  readonly format: 'v2' | 'v3';
+  readonly context?: EncryptionContext;
+  readonly instructionFile?: boolean;
+  readonly metadata?: Record<string, string>;
+  readonly contentType?: string;
+}
+
+/** A data key shared by several objects, as S3EC writers with data-key caching produce. */
+export interface SharedDataKey {
+  readonly plaintext: Buffer;
+  readonly wrapped: Uint8Array;
+  readonly context: EncryptionContext;
+}
+
+export async function generateSharedKey(kms: KMSClient, kmsKeyId: string, format: 'v2' | 'v3', context: EncryptionContext = {}): Promise<SharedDataKey> {
+  const full = encryptionContextForNewEnvelope(format, context);
+  const out = await kms.send(new GenerateDataKeyCommand({ KeyId: kmsKeyId, KeySpec: 'AES_256', EncryptionContext: full }));
+  return { plaintext: Buffer.from(out.Plaintext!), wrapped: out.CiphertextBlob!, context: full };
+}
+
+export async function putSeedObject(
+  s3: S3Client,
+  object: SeedObject,
+  body: Buffer | (() => Readable),
+  key: SharedDataKey,
+  options: { size?: number } = {},
+): Promise<void> {
+  const envelope = buildEnvelope({
+    version: object.format,
+    encryptedDataKey: key.wrapped,
+    encryptionContext: key.context,
+    dataKey: DataKey.adopt(Buffer.from(key.plaintext)),
+    location: object.instructionFile ? 'instruction-file' : 'object-metadata',
+  });
+  const source = typeof body === 'function' ? body() : Readable.from([body]);
+  const ciphertext = source.pipe(createEncryptStream(encryptSpecFor(envelope, DataKey.adopt(Buffer.from(key.plaintext)))));
+  const serialised = serialiseEnvelope(envelope);
+  const metadata = Object.fromEntries(
+    Object.entries({ ...object.metadata, ...serialised.objectMetadata }).map(([k, v]) => [k, encodeS3MetadataValue(v)]),
+  );
+  const params = { Bucket: object.bucket, Key: object.key, Metadata: metadata, ContentType: object.contentType };
+  if (typeof body === 'function' || (options.size ?? body.length) > 16 * 1024 * 1024) {
+    await new Upload({ client: s3, params: { ...params, Body: ciphertext }, partSize: 16 * 1024 * 1024, queueSize: 2 }).done();
+  } else {
+    await s3.send(new PutObjectCommand({ ...params, Body: await buffer(ciphertext) }));
+  }
+  if (serialised.instructionFile !== undefined) {
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: object.bucket,
+        Key: `${object.key}.instruction`,
+        Body: serialised.instructionFile,
+        Metadata: { [INSTRUCTION_FILE_MARKER]: '' },
+      }),
+    );
+  }
+}

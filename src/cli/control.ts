@@ -1,0 +1,87 @@
+import type { Command } from 'commander';
+import { batchesOf, enqueue, makeQueue } from '../campaign/queue.js';
+import type { CampaignState } from '../campaign/spec.js';
+import { CampaignStore } from '../campaign/store.js';
+import { makeRedis } from '../config/clients.js';
+import { loadConfig, type Config } from '../config/config.js';
+import { ConfigError } from '../errors.js';
+import { describeStatus, progressOf, watchCampaign } from './status-view.js';
+
+async function withStore<T>(config: Config, fn: (store: CampaignStore) => Promise<T>): Promise<T> {
+  const redis = makeRedis(config);
+  try {
+    return await fn(new CampaignStore(redis, config.redisPrefix));
+  } finally {
+    await redis.quit();
+  }
+}
+
+async function requireCampaign(store: CampaignStore, id: string): Promise<void> {
+  if (!(await store.exists(id))) throw new ConfigError(`no campaign ${id}: run rekey status to list campaigns`);
+}
+
+/** The transitions a user may ask for, and the states each may start from. */
+const TRANSITIONS: Record<'pause' | 'resume' | 'cancel', { from: readonly CampaignState[]; to: CampaignState; help: string }> = {
+  pause: { from: ['planning', 'running'], to: 'paused', help: 'Pause a campaign: workers leave its objects queued until it resumes' },
+  resume: { from: ['paused'], to: 'running', help: 'Resume a paused campaign' },
+  cancel: {
+    from: ['planning', 'running', 'paused'],
+    to: 'cancelled',
+    help: 'Cancel a campaign: objects not yet rotated end as skipped:cancelled; nothing is rolled back',
+  },
+};
+
+export function registerControl(program: Command): void {
+  program
+    .command('status [id]')
+    .description('Show a campaign (or list all): totals, outcomes by reason, bytes, rate, ETA')
+    .option('--watch', 'follow the campaign with a live progress bar until it ends')
+    .option('--json', 'print as JSON')
+    .action(async (id: string | undefined, flags: { watch?: boolean; json?: boolean }) => {
+      await withStore(loadConfig(), async (store) => {
+        const ids = id ? [id] : await store.list();
+        if (id) await requireCampaign(store, id);
+        const statuses = [];
+        for (const one of ids) {
+          const status = flags.watch && id ? await watchCampaign(store, one, { live: !flags.json && process.stdout.isTTY === true }) : await store.status(one);
+          statuses.push({ ...status, progress: progressOf(status) });
+        }
+        if (flags.json) process.stdout.write(`${JSON.stringify(id ? statuses[0] : statuses)}\n`);
+        else process.stdout.write(statuses.length ? `${statuses.map(describeStatus).join('\n\n')}\n` : 'no campaigns\n');
+      });
+    });
+
+  for (const [verb, t] of Object.entries(TRANSITIONS)) {
+    program
+      .command(`${verb} <id>`)
+      .description(t.help)
+      .action(async (id: string) => {
+        await withStore(loadConfig(), async (store) => {
+          await requireCampaign(store, id);
+          if (!(await store.transition(id, t.from, t.to))) {
+            throw new ConfigError(`campaign ${id} is ${await store.state(id)}; ${verb} works on ${t.from.join(' or ')} campaigns`);
+          }
+          process.stdout.write(`campaign ${id}: ${t.to}\n`);
+        });
+      });
+  }
+
+  program
+    .command('retry <id>')
+    .description('Queue the failed objects of a campaign again')
+    .action(async (id: string) => {
+      const config = loadConfig();
+      await withStore(config, async (store) => {
+        await requireCampaign(store, id);
+        const spec = await store.spec(id);
+        const refs = await store.forgetFailed(id);
+        const queue = makeQueue(config);
+        try {
+          await enqueue(queue, batchesOf(id, refs, spec.batchSize), { priority: spec.priority });
+        } finally {
+          await queue.close();
+        }
+        process.stdout.write(`campaign ${id}: ${refs.length} failed objects queued again\n`);
+      });
+    });
+}

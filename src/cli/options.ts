@@ -1,0 +1,71 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { PRIORITIES, type CampaignSource } from '../campaign/spec.js';
+import { ConfigError } from '../errors.js';
+import { MODES, TARGET_FORMATS, type Mode, type TargetFormat } from '../rotate/outcome.js';
+import type { Priority } from '../campaign/spec.js';
+
+export function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
+      throw new InvalidArgumentError(`${name} takes a whole number of at least 1, e.g. ${name} 4`);
+    }
+    return n;
+  };
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** The flags of `start` and `run`: what to rotate, to which key, how fast. */
+export interface StartFlags {
+  readonly bucket?: string[];
+  readonly prefix?: string[];
+  readonly manifest?: string;
+  readonly inventory?: string;
+  readonly mode: Mode;
+  readonly targetKey: string;
+  readonly sourceKey?: string[];
+  readonly targetFormat: TargetFormat;
+  readonly name?: string;
+  readonly priority: Priority;
+  readonly kmsRate: number;
+  readonly batchSize: number;
+  readonly dryRun?: boolean;
+  readonly json?: boolean;
+}
+
+export function addStartOptions(command: Command): Command {
+  return command
+    .option('--bucket <name>', 'a bucket to rotate (repeatable)', collect)
+    .option('--prefix <prefix>', 'only keys under this prefix, in every --bucket (repeatable)', collect)
+    .option('--manifest <file|s3://bucket/key>', 'a CSV of bucket,key[,versionId] rows (S3 Batch Operations format)')
+    .option('--inventory <s3://bucket/.../manifest.json>', 'an S3 Inventory manifest (CSV inventories)')
+    .addOption(new Option('--mode <mode>', 'rewrap: move the wrapped data key with KMS ReEncrypt; rekey: re-encrypt the content under a fresh data key').choices(MODES).makeOptionMandatory())
+    .requiredOption('--target-key <key>', 'the KMS key to move to (key id, alias or ARN)')
+    .option('--source-key <key>', 'rotate only objects under this KMS key (repeatable)', collect)
+    .addOption(new Option('--target-format <format>', 'format written by rekey mode (V1 always becomes V2)').choices(TARGET_FORMATS).default('same'))
+    .option('--name <name>', 'a name to find the campaign by')
+    .addOption(new Option('--priority <priority>', 'incident campaigns run before scheduled ones').choices(PRIORITIES).default('scheduled'))
+    .option('--kms-rate <n>', 'KMS requests per second for the whole campaign, all workers together', positiveInt('--kms-rate'), 500)
+    .option('--batch-size <n>', 'objects per queue job', positiveInt('--batch-size'), 100)
+    .option('--dry-run', 'plan nothing; print an estimate of objects, bytes, KMS calls and duration')
+    .option('--json', 'print the result as JSON');
+}
+
+/** One source kind per campaign; --prefix narrows --bucket. */
+export function sourcesFrom(flags: Pick<StartFlags, 'bucket' | 'prefix' | 'manifest' | 'inventory'>): CampaignSource[] {
+  const kinds = [flags.bucket?.length ? '--bucket' : '', flags.manifest ? '--manifest' : '', flags.inventory ? '--inventory' : ''].filter(Boolean);
+  /* Precondition: the campaign names its objects exactly one way. */
+  if (kinds.length !== 1) {
+    throw new ConfigError(
+      kinds.length === 0
+        ? 'say which objects to rotate: --bucket B [--prefix P], --manifest FILE or --inventory s3://…/manifest.json'
+        : `use one of ${kinds.join(', ')}, not several`,
+    );
+  }
+  if (flags.prefix?.length && !flags.bucket?.length) throw new ConfigError('--prefix narrows --bucket; add --bucket B');
+  if (flags.manifest) return [{ kind: 'manifest', uri: flags.manifest }];
+  if (flags.inventory) return [{ kind: 'inventory', uri: flags.inventory }];
+  const prefixes = flags.prefix?.length ? flags.prefix : [''];
+  return (flags.bucket ?? []).flatMap((bucket) => prefixes.map((prefix) => ({ kind: 'listing' as const, bucket, prefix })));
+}

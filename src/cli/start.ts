@@ -1,0 +1,111 @@
+import type { Command } from 'commander';
+import { estimatePlan, planCampaign } from '../campaign/planner.js';
+import { makeQueue } from '../campaign/queue.js';
+import type { CampaignSpec } from '../campaign/spec.js';
+import { CampaignStore } from '../campaign/store.js';
+import { CampaignWorker } from '../campaign/worker.js';
+import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
+import { loadConfig, type Config } from '../config/config.js';
+import { resolveKeyArn } from '../kms/resolve-key.js';
+import { makeLogger } from '../log/logger.js';
+import { addStartOptions, positiveInt, sourcesFrom, type StartFlags } from './options.js';
+import { EXIT } from './program.js';
+import { describeStatus, formatBytes, formatDuration, watchCampaign } from './status-view.js';
+
+/** Rough rates for a dry run's duration: one worker host; the benchmarks in docs/ give measured ones. */
+const ESTIMATE_RATES = { bytesPerSecond: 200e6, objectsPerSecond: 200 };
+
+async function specFrom(config: Config, flags: StartFlags): Promise<CampaignSpec> {
+  const sources = sourcesFrom(flags);
+  const kms = makeKmsClient(config);
+  try {
+    const targetKeyArn = await resolveKeyArn(kms, flags.targetKey, 'target key');
+    const sourceKeyArns = await Promise.all((flags.sourceKey ?? []).map((k) => resolveKeyArn(kms, k, 'source key')));
+    return {
+      name: flags.name ?? `${flags.mode} to ${flags.targetKey}`,
+      mode: flags.mode,
+      targetKey: flags.targetKey,
+      targetKeyArn,
+      sourceKeyArns,
+      targetFormat: flags.targetFormat,
+      priority: flags.priority,
+      sources,
+      kmsRequestsPerSecond: flags.kmsRate,
+      batchSize: flags.batchSize,
+    };
+  } finally {
+    kms.destroy();
+  }
+}
+
+function print(flags: { json?: boolean }, data: unknown, text: string): void {
+  process.stdout.write(flags.json ? `${JSON.stringify(data)}\n` : `${text}\n`);
+}
+
+/** Creates and plans a campaign; with --dry-run only estimates it. Returns the campaign id. */
+async function startCampaign(config: Config, flags: StartFlags): Promise<string | undefined> {
+  const spec = await specFrom(config, flags);
+  const s3 = makeS3Client(config);
+  const redis = makeRedis(config);
+  const queue = makeQueue(config);
+  try {
+    if (flags.dryRun) {
+      const e = await estimatePlan(s3, spec, ESTIMATE_RATES);
+      print(
+        flags,
+        { dryRun: true, ...e },
+        `dry run: ${e.objects} objects, ${e.bytes === undefined ? 'size unknown' : formatBytes(e.bytes)}, ` +
+          `at most ${e.kmsCalls} KMS calls, about ${formatDuration(e.seconds)} at ${spec.kmsRequestsPerSecond} KMS calls/s`,
+      );
+      return undefined;
+    }
+    const store = new CampaignStore(redis, config.redisPrefix);
+    const id = await store.create(spec);
+    await planCampaign({ s3, store, queue }, id);
+    const status = await store.status(id);
+    print(flags, { id, planned: status.planned }, `campaign ${id} planned: ${status.planned} objects (see: rekey status ${id} --watch)`);
+    return id;
+  } finally {
+    await queue.close();
+    await redis.quit();
+    s3.destroy();
+  }
+}
+
+export function registerStart(program: Command): void {
+  addStartOptions(program.command('start'))
+    .description('Create a campaign and queue its objects for the workers (rekey worker)')
+    .action(async (flags: StartFlags) => {
+      await startCampaign(loadConfig(), flags);
+    });
+
+  addStartOptions(program.command('run'))
+    .description('Create a campaign and rotate it with workers in this process until it ends (one-machine mode)')
+    .option('--concurrency <n>', 'batch jobs at once', positiveInt('--concurrency'), 4)
+    .option('--threads <n>', 'cipher threads (rekey mode)', positiveInt('--threads'))
+    .option('--no-watch', 'print only the final summary')
+    .action(async (flags: StartFlags & { concurrency: number; threads?: number; watch: boolean }) => {
+      const config = loadConfig();
+      const worker = new CampaignWorker(
+        config,
+        { concurrency: flags.concurrency, ...(flags.threads ? { threads: flags.threads } : {}) },
+        makeLogger(config.logLevel),
+      );
+      const running = worker.run();
+      try {
+        const id = await startCampaign(config, { ...flags, json: flags.json ?? false });
+        if (id === undefined) return;
+        const redis = makeRedis(config);
+        try {
+          const final = await watchCampaign(new CampaignStore(redis, config.redisPrefix), id, { live: flags.watch && !flags.json });
+          print(flags, final, describeStatus(final));
+          if (final.failed > 0) process.exitCode = EXIT.failed;
+        } finally {
+          await redis.quit();
+        }
+      } finally {
+        await worker.close();
+        await running;
+      }
+    });
+}

@@ -1,0 +1,59 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import type { Config } from '../../src/config/config.js';
+
+const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+
+/** The CLI as a user runs it, in its own process, against the test's Redis prefix and endpoints. */
+export function cliEnv(config: Config, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    REKEY_REDIS_PREFIX: config.redisPrefix,
+    AWS_ENDPOINT_URL_S3: config.s3Endpoint,
+    AWS_ENDPOINT_URL_KMS: config.kmsEndpoint,
+    REKEY_LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export async function rekey(config: Config, args: readonly string[], extra: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: cliEnv(config, extra), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+export async function rekeyJson<T>(config: Config, args: readonly string[]): Promise<T> {
+  const r = await rekey(config, args);
+  if (r.code !== 0) throw new Error(`rekey ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** A `rekey worker` process; its output is kept for assertions about secrets. */
+export function startWorker(config: Config, args: readonly string[] = [], extra: NodeJS.ProcessEnv = {}): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'worker', ...args], {
+    env: cliEnv(config, extra),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  return Object.assign(child, { output: () => output });
+}
+
+export async function stopWorker(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const closed = once(child, 'close');
+  child.kill(signal);
+  const [code] = (await closed) as [number | null];
+  return code;
+}
