@@ -10,6 +10,7 @@ import { RedisRateLimiter } from '../kms/rate-limiter.js';
 import { observeS3 } from '../s3/observe.js';
 import type { Logger } from '../log/logger.js';
 import type { RekeyMetrics } from '../metrics/index.js';
+import type { AuditTrail } from './audit-trail.js';
 import { objectId } from './store.js';
 import { Rekeyer } from '../rotate/rekey.js';
 import { Rewrapper } from '../rotate/rewrap.js';
@@ -31,6 +32,8 @@ export interface CampaignWorkerOptions {
   readonly processor?: ProcessorOptions;
   /** Where this worker's objects, KMS calls, queue and cipher threads are counted. */
   readonly metrics?: RekeyMetrics;
+  /** Where every final object outcome is appended for the user's SIEM. */
+  readonly audit?: AuditTrail;
 }
 
 /** Campaigns whose progress a worker exports: the newest ones; older ones are finished long ago. */
@@ -118,6 +121,7 @@ export class CampaignWorker {
       await this.pool.close();
       await this.queue.close();
       await this.redis.quit();
+      await this.options.audit?.flush();
       this.s3.destroy();
       this.kms.destroy();
     })();
@@ -131,7 +135,7 @@ export class CampaignWorker {
         store: this.store,
         queue: this.queue,
         rotatorFor: (id, spec) => this.rotatorFor(id, spec),
-        ...(this.options.metrics ? { observe: observeWith(this.options.metrics) } : {}),
+        observe: observeWith(this.options.metrics, this.options.audit),
       },
       job.data,
       this.options.processor,
@@ -161,14 +165,18 @@ export class CampaignWorker {
   }
 }
 
-/** Counts each object in flight from the start of its batch until its outcome, final or back to the queue. */
-function observeWith(metrics: RekeyMetrics): NonNullable<ProcessorDeps['observe']> {
+/**
+ * Counts each object in flight from the start of its batch until its outcome, final or back to the
+ * queue, and appends final outcomes to the audit trail.
+ */
+function observeWith(metrics: RekeyMetrics | undefined, audit: AuditTrail | undefined): NonNullable<ProcessorDeps['observe']> {
   return (campaign, mode, refs) => {
-    const inFlight = new Map(refs.map((ref) => [objectId(ref), metrics.objectStarted({ campaign, mode })]));
+    const inFlight = new Map(refs.map((ref) => [objectId(ref), metrics?.objectStarted({ campaign, mode })]));
     return (outcome, final) => {
       const handle = inFlight.get(objectId(outcome.ref));
-      if (final) handle?.done(outcome);
-      else handle?.release();
+      if (!final) return handle?.release();
+      handle?.done(outcome);
+      audit?.object(campaign, outcome);
     };
   };
 }

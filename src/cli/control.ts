@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { openConfiguredAuditTrail } from '../campaign/audit-trail.js';
 import { batchesOf, enqueue, makeQueue } from '../campaign/queue.js';
 import type { CampaignState } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
@@ -21,12 +22,16 @@ async function requireCampaign(store: CampaignStore, id: string): Promise<void> 
 }
 
 /** The transitions a user may ask for, and the states each may start from. */
-const TRANSITIONS: Record<'pause' | 'resume' | 'cancel', { from: readonly CampaignState[]; to: CampaignState; help: string }> = {
-  pause: { from: ['planning', 'running'], to: 'paused', help: 'Pause a campaign: workers leave its objects queued until it resumes' },
-  resume: { from: ['paused'], to: 'running', help: 'Resume a paused campaign' },
+const TRANSITIONS: Record<
+  'pause' | 'resume' | 'cancel',
+  { from: readonly CampaignState[]; to: CampaignState; event: 'paused' | 'resumed' | 'cancelled'; help: string }
+> = {
+  pause: { from: ['planning', 'running'], to: 'paused', event: 'paused', help: 'Pause a campaign: workers leave its objects queued until it resumes' },
+  resume: { from: ['paused'], to: 'running', event: 'resumed', help: 'Resume a paused campaign' },
   cancel: {
     from: ['planning', 'running', 'paused'],
     to: 'cancelled',
+    event: 'cancelled',
     help: 'Cancel a campaign: objects not yet rotated end as skipped:cancelled; nothing is rolled back',
   },
 };
@@ -56,11 +61,15 @@ export function registerControl(program: Command): void {
       .command(`${verb} <id>`)
       .description(t.help)
       .action(async (id: string) => {
-        await withStore(loadConfig(), async (store) => {
+        const config = loadConfig();
+        await withStore(config, async (store) => {
           await requireCampaign(store, id);
           if (!(await store.transition(id, t.from, t.to))) {
             throw new ConfigError(`campaign ${id} is ${await store.state(id)}; ${verb} works on ${t.from.join(' or ')} campaigns`);
           }
+          const audit = await openConfiguredAuditTrail(config);
+          audit.campaign(t.event, id);
+          await audit.flush();
           process.stdout.write(`campaign ${id}: ${t.to}\n`);
         });
       });
@@ -81,6 +90,9 @@ export function registerControl(program: Command): void {
         } finally {
           await queue.close();
         }
+        const audit = await openConfiguredAuditTrail(config);
+        audit.campaign('retried', id);
+        await audit.flush();
         process.stdout.write(`campaign ${id}: ${refs.length} failed objects queued again\n`);
       });
     });

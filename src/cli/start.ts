@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { openConfiguredAuditTrail, type AuditTrail } from '../campaign/audit-trail.js';
 import { estimatePlan, planCampaign } from '../campaign/planner.js';
 import { makeQueue } from '../campaign/queue.js';
 import type { CampaignSpec } from '../campaign/spec.js';
@@ -43,7 +44,7 @@ function print(flags: { json?: boolean }, data: unknown, text: string): void {
 }
 
 /** Creates and plans a campaign; with --dry-run only estimates it. Returns the campaign id. */
-async function startCampaign(config: Config, flags: StartFlags): Promise<string | undefined> {
+async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrail): Promise<string | undefined> {
   const spec = await specFrom(config, flags);
   const s3 = makeS3Client(config);
   const redis = makeRedis(config);
@@ -61,6 +62,7 @@ async function startCampaign(config: Config, flags: StartFlags): Promise<string 
     }
     const store = new CampaignStore(redis, config.redisPrefix);
     const id = await store.create(spec);
+    audit.campaign('created', id, spec);
     await planCampaign({ s3, store, queue }, id);
     const status = await store.status(id);
     print(flags, { id, planned: status.planned }, `campaign ${id} planned: ${status.planned} objects (see: rekey status ${id} --watch)`);
@@ -76,7 +78,10 @@ export function registerStart(program: Command): void {
   addStartOptions(program.command('start'))
     .description('Create a campaign and queue its objects for the workers (rekey worker)')
     .action(async (flags: StartFlags) => {
-      await startCampaign(loadConfig(), flags);
+      const config = loadConfig();
+      const audit = await openConfiguredAuditTrail(config);
+      await startCampaign(config, flags, audit);
+      await audit.flush();
     });
 
   addStartOptions(program.command('run'))
@@ -86,14 +91,15 @@ export function registerStart(program: Command): void {
     .option('--no-watch', 'print only the final summary')
     .action(async (flags: StartFlags & { concurrency: number; threads?: number; watch: boolean }) => {
       const config = loadConfig();
+      const audit = await openConfiguredAuditTrail(config);
       const worker = new CampaignWorker(
         config,
-        { concurrency: flags.concurrency, ...(flags.threads ? { threads: flags.threads } : {}) },
+        { concurrency: flags.concurrency, audit, ...(flags.threads ? { threads: flags.threads } : {}) },
         makeLogger(config.logLevel),
       );
       const running = worker.run();
       try {
-        const id = await startCampaign(config, { ...flags, json: flags.json ?? false });
+        const id = await startCampaign(config, { ...flags, json: flags.json ?? false }, audit);
         if (id === undefined) return;
         const redis = makeRedis(config);
         try {

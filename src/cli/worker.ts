@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
+import { openConfiguredAuditTrail } from '../campaign/audit-trail.js';
 import { CampaignWorker } from '../campaign/worker.js';
 import { loadConfig } from '../config/config.js';
 import { makeLogger, type Logger } from '../log/logger.js';
@@ -58,7 +59,13 @@ export function registerWorker(program: Command): void {
       const metrics = createMetrics();
       const worker = new CampaignWorker(
         config,
-        { concurrency: flags.concurrency, lockDurationMs: flags.lockSeconds * 1000, metrics, ...(flags.threads ? { threads: flags.threads } : {}) },
+        {
+          concurrency: flags.concurrency,
+          lockDurationMs: flags.lockSeconds * 1000,
+          metrics,
+          audit: await openConfiguredAuditTrail(config),
+          ...(flags.threads ? { threads: flags.threads } : {}),
+        },
         log,
       );
       const stopMetrics = await serveMetrics(metrics, flags, log);

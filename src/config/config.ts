@@ -16,6 +16,8 @@ export interface Config {
   /** Every Redis key rekey writes starts with this, so several deployments can share one Redis. */
   readonly redisPrefix: string;
   readonly logLevel: LogLevel;
+  /** Where the audit trail goes (JSON lines, appended); `-` for stderr; none when unset. */
+  readonly auditLog: string | undefined;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -41,6 +43,7 @@ const envSchema = z.object({
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'REKEY_REDIS_PREFIX may hold letters, digits, _ . - (at most 64)' })
     .default('rekey'),
   REKEY_LOG_LEVEL: z.enum(LOG_LEVELS, { error: `REKEY_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  REKEY_AUDIT_LOG: z.string().optional(),
 });
 
 /** Reads and validates the shared settings; throws a ConfigError listing every problem at once. */
@@ -60,5 +63,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     redisPrefix: e.REKEY_REDIS_PREFIX,
     logLevel: e.REKEY_LOG_LEVEL,
+    auditLog: e.REKEY_AUDIT_LOG,
   };
 }

@@ -1,0 +1,101 @@
+import { hostname, userInfo } from 'node:os';
+import { pino, type Logger } from 'pino';
+import type { CampaignSpec } from './spec.js';
+import { makeKmsClient } from '../config/clients.js';
+import type { Config } from '../config/config.js';
+import type { ObjectOutcome } from '../rotate/outcome.js';
+
+/**
+ * The audit trail, for a SIEM in the spirit of CloudTrail: who started or changed which campaign with
+ * which keys, and every object's outcome with its old and new key ids. JSON lines, one event each;
+ * key ids, ETags and reason codes only, never key material or content.
+ */
+export interface AuditTrail {
+  campaign(event: 'created' | 'paused' | 'resumed' | 'cancelled' | 'retried', id: string, spec?: CampaignSpec): void;
+  object(campaign: string, outcome: ObjectOutcome): void;
+  flush(): Promise<void>;
+}
+
+export interface Actor {
+  readonly user: string;
+  readonly host: string;
+  readonly pid: number;
+  /** The AWS access key id of the credentials in use: an identifier CloudTrail records too, not a secret. */
+  readonly accessKeyId: string | undefined;
+}
+
+export function currentActor(accessKeyId?: string): Actor {
+  return { user: userInfo().username, host: hostname(), pid: process.pid, accessKeyId };
+}
+
+const noTrail: AuditTrail = {
+  campaign() {},
+  object() {},
+  async flush() {},
+};
+
+/** An audit trail appended to `destination` (a file, or `-` for stderr); none when it is undefined. */
+export function openAuditTrail(destination: string | undefined, actor: Actor): AuditTrail {
+  if (destination === undefined || destination === '') return noTrail;
+  const stream = pino.destination(destination === '-' ? { dest: 2, sync: true } : { dest: destination, append: true, mkdir: true, sync: true });
+  const log: Logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'event', formatters: { level: (label) => ({ level: label }) } }, stream);
+  return {
+    campaign(event, id, spec) {
+      log.info(
+        {
+          campaign: id,
+          actor,
+          ...(spec
+            ? {
+                name: spec.name,
+                mode: spec.mode,
+                targetKey: spec.targetKey,
+                targetKeyArn: spec.targetKeyArn,
+                sourceKeyArns: spec.sourceKeyArns,
+                targetFormat: spec.targetFormat,
+                priority: spec.priority,
+                sources: spec.sources,
+              }
+            : {}),
+        },
+        `campaign.${event}`,
+      );
+    },
+    object(campaign, o) {
+      log.info(
+        {
+          campaign,
+          actor: { host: actor.host, pid: actor.pid },
+          bucket: o.ref.bucket,
+          key: o.ref.key,
+          versionId: o.ref.versionId,
+          mode: o.mode,
+          outcome: o.outcome,
+          reason: o.reason,
+          oldKeyId: o.oldKeyId,
+          newKeyId: o.newKeyId,
+          format: o.format,
+          newFormat: o.newFormat,
+          oldEtag: o.oldEtag,
+          newEtag: o.newEtag,
+          oldVersionId: o.oldVersionId,
+          newVersionId: o.newVersionId,
+        },
+        `object.${o.outcome}`,
+      );
+    },
+    flush: () => new Promise<void>((resolve) => stream.flush(() => resolve())),
+  };
+}
+
+/** Opens the configured audit trail, naming the OS user, host and AWS access key id in use. */
+export async function openConfiguredAuditTrail(config: Config): Promise<AuditTrail> {
+  if (!config.auditLog) return noTrail;
+  const kms = makeKmsClient(config);
+  try {
+    const credentials = await kms.config.credentials().catch(() => undefined);
+    return openAuditTrail(config.auditLog, currentActor(credentials?.accessKeyId));
+  } finally {
+    kms.destroy();
+  }
+}
