@@ -28,6 +28,7 @@ export const REASON_CODES = [
   'object-locked',
   'already-rotated',
   'source-key-mismatch',
+  'noncurrent-version',
   's3-error',
   // run control
   'cancelled',

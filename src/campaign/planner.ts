@@ -1,9 +1,9 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Queue } from 'bullmq';
 import { batchesOf, enqueue, type BatchJob } from './queue.js';
-import { readSource } from './sources.js';
-import type { CampaignSpec } from './spec.js';
-import type { CampaignStore } from './store.js';
+import { readSource, type SourcePage } from './sources.js';
+import type { CampaignSource, CampaignSpec } from './spec.js';
+import type { CampaignStore, PlanAdvance } from './store.js';
 
 export interface PlanDeps {
   readonly s3: S3Client;
@@ -11,24 +11,75 @@ export interface PlanDeps {
   readonly queue: Queue<BatchJob>;
 }
 
+export interface PlanOptions {
+  /**
+   * Rows per page of a CSV source (a listing's pages are S3's 1000 keys). A page costs two Redis round
+   * trips, and a plan resumed after a crash repeats at most the page in flight; its jobs keep their ids.
+   */
+  readonly pageSize?: number;
+}
+
+/** `superseded`: another planner of the same campaign is further on and finishes the plan. */
+export type PlanResult = 'complete' | 'cancelled' | 'superseded';
+
+const DEFAULT_PAGE_SIZE = 5000;
+
 /**
  * Streams every source of a campaign into the queue, page by page, recording after each page how far
- * it got; a planner started again on the same campaign continues from there.
+ * it got; a planner started again on the same campaign continues from there. A cancelled campaign
+ * plans nothing more and its plan counts as complete, so it finishes once its queued objects are out.
  */
-export async function planCampaign(deps: PlanDeps, id: string): Promise<void> {
+export async function planCampaign(deps: PlanDeps, id: string, options: PlanOptions = {}): Promise<PlanResult> {
   const spec = await deps.store.spec(id);
+  let step: PlanAdvance = (await deps.store.state(id)) === 'cancelled' ? 'cancelled' : 'advanced';
   for (const [index, source] of spec.sources.entries()) {
-    let cursor = await deps.store.planCursor(id, index);
-    for await (const page of readSource(deps.s3, source, cursor)) {
-      /* Precondition: a cancelled campaign plans nothing more. */
-      if ((await deps.store.state(id)) === 'cancelled') return;
-      const jobs = batchesOf(id, page.refs, spec.batchSize);
-      await enqueue(deps.queue, jobs, { priority: spec.priority, idSeed: `${index}|${cursor ?? 'start'}` });
-      await deps.store.addPlanned(id, page.refs.length, index, page.cursor);
-      cursor = page.cursor;
-    }
+    if (step !== 'advanced') break;
+    step = await planSource(deps, { id, spec, index, source, pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE });
   }
+  if (step === 'superseded') return 'superseded';
   await deps.store.completePlan(id);
+  return step === 'cancelled' ? 'cancelled' : 'complete';
+}
+
+interface SourcePlan {
+  readonly id: string;
+  readonly spec: CampaignSpec;
+  readonly index: number;
+  readonly source: CampaignSource;
+  readonly pageSize: number;
+}
+
+async function planSource(deps: PlanDeps, plan: SourcePlan): Promise<PlanAdvance> {
+  const { id, spec, index } = plan;
+  let from = await deps.store.planCursor(id, index);
+  const pages = readSource(deps.s3, plan.source, from, {
+    pageSize: plan.pageSize,
+    includeVersions: spec.includeVersions === true,
+    modifiedBefore: spec.modifiedBefore,
+  });
+  let next = prefetch(pages);
+  for (;;) {
+    const read = await next;
+    if (read.done) return 'advanced';
+    // The next page is read (parsed, or listed by S3) while this one's Redis writes are in flight.
+    next = prefetch(pages);
+    const page: SourcePage = read.value;
+    const jobs = batchesOf(id, page.refs, spec.batchSize);
+    await enqueue(deps.queue, jobs, { priority: spec.priority, idSeed: `${index}|${from ?? 'start'}` });
+    const step = await deps.store.advancePlan(id, { source: index, from, to: page.cursor, count: page.refs.length });
+    if (step !== 'advanced') {
+      await pages.return(undefined);
+      return step;
+    }
+    from = page.cursor;
+  }
+}
+
+/** The next page, already handled once so a read failing while a Redis write is awaited is not unhandled. */
+function prefetch(pages: AsyncGenerator<SourcePage>): Promise<IteratorResult<SourcePage>> {
+  const next = pages.next();
+  next.catch(() => undefined);
+  return next;
 }
 
 export interface PlanEstimate {
@@ -52,13 +103,13 @@ export interface EstimateRates {
  */
 export async function estimatePlan(
   s3: S3Client,
-  spec: Pick<CampaignSpec, 'sources' | 'mode' | 'kmsRequestsPerSecond'>,
+  spec: Pick<CampaignSpec, 'sources' | 'mode' | 'kmsRequestsPerSecond' | 'includeVersions' | 'modifiedBefore'>,
   rates: EstimateRates,
 ): Promise<PlanEstimate> {
   let objects = 0;
   let bytes: number | undefined = 0;
   for (const source of spec.sources) {
-    for await (const page of readSource(s3, source, undefined)) {
+    for await (const page of readSource(s3, source, undefined, { includeVersions: spec.includeVersions === true, modifiedBefore: spec.modifiedBefore })) {
       objects += page.refs.length;
       bytes = bytes === undefined || page.bytes === undefined ? undefined : bytes + page.bytes;
     }

@@ -1,7 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Queue } from 'bullmq';
-import { abortUpload } from '../s3/conditional-writes.js';
-import type { UploadJournal } from '../s3/upload-journal.js';
+import { abortUnjournaledUploads, abortUpload } from '../s3/conditional-writes.js';
+import type { DurableUploadJournal, UploadJournal } from '../s3/upload-journal.js';
 import { notRotated, type Mode, type ObjectOutcome, type ObjectRef } from '../rotate/outcome.js';
 import { batchesOf, enqueue, refsOf, type BatchJob } from './queue.js';
 import type { CampaignSpec } from './spec.js';
@@ -78,14 +78,19 @@ async function pendingRefs(store: CampaignStore, id: string, refs: readonly Obje
   return refs.filter((_, i) => !has[i]);
 }
 
-/** Aborts journaled uploads, of the given objects or of the whole campaign (design.md invariant 1). */
-export async function abortLeftovers(
-  s3: S3Client,
-  journal: UploadJournal & { open(): Promise<{ bucket: string; key: string; uploadId: string }[]> },
-  refs?: readonly ObjectRef[],
-): Promise<number> {
+/**
+ * Aborts journaled uploads, and those S3 made for an intent whose upload id never arrived, of the given
+ * objects or of the whole campaign (design.md invariant 1).
+ */
+export async function abortLeftovers(s3: S3Client, journal: DurableUploadJournal, refs?: readonly ObjectRef[]): Promise<number> {
   const wanted = refs ? new Set(refs.map((r) => `${r.bucket}/${r.key}`)) : undefined;
-  const open = (await journal.open()).filter((u) => !wanted || wanted.has(`${u.bucket}/${u.key}`));
+  const mine = (u: { bucket: string; key: string }) => !wanted || wanted.has(`${u.bucket}/${u.key}`);
+  const open = (await journal.open()).filter(mine);
   for (const upload of open) await abortUpload(s3, upload, journal);
-  return open.length;
+  let aborted = open.length;
+  for (const intent of (await journal.intents()).filter(mine)) {
+    aborted += await abortUnjournaledUploads(s3, intent);
+    await journal.dropIntent(intent);
+  }
+  return aborted;
 }

@@ -34,7 +34,11 @@ export function refsOf(job: BatchJob): ObjectRef[] {
 /** Groups refs into jobs of at most `size` objects, one bucket per job. */
 export function batchesOf(campaignId: string, refs: readonly ObjectRef[], size: number, attempt = 0): BatchJob[] {
   const byBucket = new Map<string, ObjectRef[]>();
-  for (const ref of refs) byBucket.set(ref.bucket, [...(byBucket.get(ref.bucket) ?? []), ref]);
+  for (const ref of refs) {
+    const list = byBucket.get(ref.bucket);
+    if (list) list.push(ref);
+    else byBucket.set(ref.bucket, [ref]);
+  }
   const jobs: BatchJob[] = [];
   for (const [bucket, list] of byBucket) {
     for (let i = 0; i < list.length; i += size) {

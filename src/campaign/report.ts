@@ -25,6 +25,7 @@ const COLUMNS = [
   'OldETag',
   'NewETag',
   'NewVersionId',
+  'PurgedVersions',
   'BytesRead',
   'BytesWritten',
   'DurationMs',
@@ -50,6 +51,8 @@ function row(o: ObjectOutcome): Record<(typeof COLUMNS)[number], string | number
     OldETag: o.oldEtag ?? '',
     NewETag: o.newEtag ?? '',
     NewVersionId: o.newVersionId ?? '',
+    // `key?versionId=…` of each version the rotation replaced and deleted, space-separated.
+    PurgedVersions: (o.purgedVersions ?? []).map((v) => `${v.key}?versionId=${v.versionId}`).join(' '),
     BytesRead: o.bytesRead,
     BytesWritten: o.bytesWritten,
     DurationMs: o.durationMs,

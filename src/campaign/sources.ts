@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
 import { ConfigError } from '../errors.js';
 import type { ObjectRef } from '../rotate/outcome.js';
@@ -15,8 +15,24 @@ export interface SourcePage {
   readonly bytes: number | undefined;
 }
 
+export interface ReadSourceOptions {
+  /** Rows per page of a CSV source; a listing's pages are S3's (at most 1000 keys). */
+  readonly pageSize?: number;
+  /**
+   * Noncurrent versions too: a listing then walks ListObjectVersions, an inventory keeps its
+   * `IsLatest=false` rows. The current version is always named without a version id, so rotating it
+   * rotates whatever is current when the worker reads it.
+   */
+  readonly includeVersions?: boolean;
+  /** Only objects last modified at or before this instant (epoch ms); only listings know the dates. */
+  readonly modifiedBefore?: number;
+}
+
 /** Instruction files travel with their object; they are never rotated as objects of their own. */
 export const INSTRUCTION_SUFFIX = '.instruction';
+
+/** A saved cursor meaning the source has been read to its end. */
+export const END_CURSOR = 'end';
 
 export function parseS3Uri(uri: string): { bucket: string; key: string } {
   const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(uri);
@@ -24,34 +40,88 @@ export function parseS3Uri(uri: string): { bucket: string; key: string } {
   return { bucket: m[1]!, key: m[2]! };
 }
 
+/** A manifest or inventory file, local or in S3, gunzipped when its name ends in `.gz`. */
 async function openText(s3: S3Client, uri: string): Promise<Readable> {
-  if (!uri.startsWith('s3://')) return createReadStream(uri);
-  const { bucket, key } = parseS3Uri(uri);
-  const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const raw = uri.startsWith('s3://') ? await openS3Object(s3, parseS3Uri(uri)) : createReadStream(uri);
+  return uri.endsWith('.gz') ? raw.pipe(createGunzip()) : raw;
+}
+
+async function openS3Object(s3: S3Client, at: { bucket: string; key: string }): Promise<Readable> {
+  const out = await s3.send(new GetObjectCommand({ Bucket: at.bucket, Key: at.key }));
   return out.Body as Readable;
 }
 
-async function* listing(s3: S3Client, bucket: string, prefix: string, cursor: string | undefined): AsyncGenerator<SourcePage> {
-  if (cursor === 'end') return;
-  let token = cursor;
+function oldEnough(lastModified: Date | undefined, modifiedBefore: number | undefined): boolean {
+  return modifiedBefore === undefined || (lastModified !== undefined && lastModified.getTime() <= modifiedBefore);
+}
+
+/** One entry of a listing: an object, or with versions one version of it (delete markers are not objects). */
+export interface ListedEntry {
+  readonly key: string;
+  /** Undefined in a listing of current objects. */
+  readonly versionId: string | undefined;
+  readonly isLatest: boolean;
+  readonly size: number;
+  readonly lastModified: Date | undefined;
+}
+
+/**
+ * A bucket's listing, page by page from a saved cursor: ListObjectsV2, or ListObjectVersions whose
+ * cursor is the pair of markers it continues from (JSON, as keys may hold any character).
+ */
+export async function* listEntries(
+  s3: S3Client,
+  at: { readonly bucket: string; readonly prefix: string },
+  cursor: string | undefined,
+  versions: boolean,
+): AsyncGenerator<{ entries: ListedEntry[]; cursor: string }> {
+  if (cursor === END_CURSOR) return;
+  const Bucket = at.bucket;
+  const Prefix = at.prefix || undefined;
+  let token = versions ? undefined : cursor;
+  let [keyMarker, versionIdMarker] = versions && cursor ? (JSON.parse(cursor) as [string, string | undefined]) : [undefined, undefined];
   for (;;) {
-    const out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ContinuationToken: token }));
-    const objects = (out.Contents ?? []).filter((o) => o.Key && !o.Key.endsWith(INSTRUCTION_SUFFIX));
-    const refs = objects.map((o) => ({ bucket, key: o.Key! }));
-    const bytes = objects.reduce((sum, o) => sum + (o.Size ?? 0), 0);
-    token = out.IsTruncated ? out.NextContinuationToken : undefined;
-    yield { refs, cursor: token ?? 'end', bytes };
+    let entries: ListedEntry[];
+    if (versions) {
+      const out = await s3.send(new ListObjectVersionsCommand({ Bucket, Prefix, KeyMarker: keyMarker, VersionIdMarker: versionIdMarker }));
+      entries = (out.Versions ?? []).map((v) => ({ key: v.Key ?? '', versionId: v.VersionId ?? 'null', isLatest: v.IsLatest === true, size: v.Size ?? 0, lastModified: v.LastModified }));
+      [keyMarker, versionIdMarker] = [out.NextKeyMarker, out.NextVersionIdMarker];
+      token = out.IsTruncated ? JSON.stringify([keyMarker, versionIdMarker]) : undefined;
+    } else {
+      const out = await s3.send(new ListObjectsV2Command({ Bucket, Prefix, ContinuationToken: token }));
+      entries = (out.Contents ?? []).map((o) => ({ key: o.Key ?? '', versionId: undefined, isLatest: true, size: o.Size ?? 0, lastModified: o.LastModified }));
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    }
+    yield { entries: entries.filter((e) => e.key !== ''), cursor: token ?? END_CURSOR };
     if (!token) return;
+  }
+}
+
+/**
+ * A listing as a campaign plans it: no instruction files (they move with their object), none younger
+ * than the cut-off, and the current version named without its id.
+ */
+async function* listing(s3: S3Client, source: { bucket: string; prefix: string }, cursor: string | undefined, options: ReadSourceOptions): AsyncGenerator<SourcePage> {
+  const { bucket } = source;
+  for await (const page of listEntries(s3, source, cursor, options.includeVersions === true)) {
+    const entries = page.entries.filter((e) => !e.key.endsWith(INSTRUCTION_SUFFIX) && oldEnough(e.lastModified, options.modifiedBefore));
+    const refs = entries.map((e): ObjectRef => (e.isLatest ? { bucket, key: e.key } : { bucket, key: e.key, versionId: e.versionId }));
+    const bytes = entries.reduce((sum, e) => sum + e.size, 0);
+    yield { refs, cursor: page.cursor, bytes };
   }
 }
 
 /** S3 Batch Operations manifests and S3 Inventory CSV files URL-encode object keys. */
 function decodeKey(raw: string): string {
-  return decodeURIComponent(raw.replace(/\+/g, ' '));
+  return /[%+]/.test(raw) ? decodeURIComponent(raw.replace(/\+/g, ' ')) : raw;
 }
 
+/**
+ * Pages of a CSV. The cursor counts records, not lines: a quoted key may span lines and empty lines
+ * are skipped, so only a record count resumes at the right row (csv-parse's `from`).
+ */
 async function* csvRows(input: Readable, skip: number, pageSize: number, rowToRef: (row: string[]) => ObjectRef | undefined, cursorOf: (row: number) => string): AsyncGenerator<SourcePage> {
-  const parser = input.pipe(parse({ relax_column_count: true, skip_empty_lines: true, from_line: skip + 1 }));
+  const parser = input.pipe(parse({ relax_column_count: true, skip_empty_lines: true, from: skip + 1 }));
   let refs: ObjectRef[] = [];
   let row = skip;
   for await (const record of parser as AsyncIterable<string[]>) {
@@ -89,8 +159,8 @@ async function readInventoryManifest(s3: S3Client, uri: string): Promise<{ bucke
   return { bucket: uri.startsWith('s3://') ? parseS3Uri(uri).bucket : (manifest.sourceBucket ?? ''), manifest };
 }
 
-async function* inventory(s3: S3Client, uri: string, cursor: string | undefined, pageSize: number): AsyncGenerator<SourcePage> {
-  if (cursor === 'end') return;
+async function* inventory(s3: S3Client, uri: string, cursor: string | undefined, pageSize: number, includeVersions: boolean): AsyncGenerator<SourcePage> {
+  if (cursor === END_CURSOR) return;
   const { bucket: inventoryBucket, manifest } = await readInventoryManifest(s3, uri);
   const columns = (manifest.fileSchema ?? 'Bucket, Key').split(',').map((c) => c.trim());
   const col = (name: string) => columns.indexOf(name);
@@ -99,18 +169,21 @@ async function* inventory(s3: S3Client, uri: string, cursor: string | undefined,
   const [startFile, startRow] = (cursor ?? '0:0').split(':').map(Number) as [number, number];
   for (let f = startFile; f < files.length; f++) {
     const file = files[f]!;
-    const body = (await s3.send(new GetObjectCommand({ Bucket: inventoryBucket, Key: file.key }))).Body as Readable;
+    const body = await openS3Object(s3, { bucket: inventoryBucket, key: file.key });
     const input = file.key.endsWith('.gz') ? body.pipe(createGunzip()) : body;
     const toRef = (row: string[]): ObjectRef | undefined => {
-      /* Precondition: an inventory with versions lists old versions too; the current version is what moves. */
-      if (li >= 0 && row[li] === 'false') return undefined;
+      const noncurrent = li >= 0 && row[li] === 'false';
+      /* Precondition: an inventory with versions lists old versions too; they move only when asked for. */
+      if (noncurrent && !includeVersions) return undefined;
       const key = row[ki];
       if (!row[bi] || !key) return undefined;
-      return { bucket: row[bi]!, key: decodeKey(key), ...(vi >= 0 && row[vi] && li < 0 ? { versionId: row[vi] } : {}) };
+      // Without IsLatest the row's version may or may not be current: name it, and the worker tells.
+      const versioned = vi >= 0 && row[vi] && (li < 0 || noncurrent);
+      return { bucket: row[bi]!, key: decodeKey(key), ...(versioned ? { versionId: row[vi] } : {}) };
     };
     const rowCursor = (row: number) => `${f}:${row}`;
     yield* csvRows(input, f === startFile ? startRow : 0, pageSize, toRef, rowCursor);
-    yield { refs: [], cursor: f + 1 < files.length ? `${f + 1}:0` : 'end', bytes: undefined };
+    yield { refs: [], cursor: f + 1 < files.length ? `${f + 1}:0` : END_CURSOR, bytes: undefined };
   }
 }
 
@@ -119,20 +192,25 @@ export async function* readSource(
   s3: S3Client,
   source: CampaignSource,
   cursor: string | undefined,
-  pageSize = 1000,
+  options: ReadSourceOptions = {},
 ): AsyncGenerator<SourcePage> {
+  const { pageSize = 1000, includeVersions = false, modifiedBefore } = options;
+  /* Precondition: an age filter needs dates, which only a listing has. */
+  if (modifiedBefore !== undefined && source.kind !== 'listing') {
+    throw new ConfigError(`a ${source.kind} source has no object dates; an age filter needs --bucket`);
+  }
   switch (source.kind) {
     case 'listing':
-      yield* listing(s3, source.bucket, source.prefix, cursor);
+      yield* listing(s3, source, cursor, { includeVersions, modifiedBefore });
       return;
     case 'manifest': {
-      if (cursor === 'end') return;
+      if (cursor === END_CURSOR) return;
       const skip = Number(cursor ?? 0);
       for await (const page of csvRows(await openText(s3, source.uri), skip, pageSize, manifestRow, String)) yield page;
-      yield { refs: [], cursor: 'end', bytes: undefined };
+      yield { refs: [], cursor: END_CURSOR, bytes: undefined };
       return;
     }
     case 'inventory':
-      yield* inventory(s3, source.uri, cursor, pageSize);
+      yield* inventory(s3, source.uri, cursor, pageSize, includeVersions);
   }
 }

@@ -24,6 +24,14 @@ export interface CampaignSpec {
   /** Shared by all workers of the campaign, through Redis. */
   readonly kmsRequestsPerSecond: number;
   readonly batchSize: number;
+  /** Noncurrent versions are objects of the plan too (README: versioned buckets). */
+  readonly includeVersions?: boolean;
+  /** Delete the exact version a rotation replaced, once the new version is verified. */
+  readonly purgeReplacedVersions?: boolean;
+  /** Only objects last modified at or before this instant (epoch ms) are planned: a scheduled run's age filter. */
+  readonly modifiedBefore?: number;
+  /** The schedule that made this campaign, and when it fired. */
+  readonly schedule?: { readonly id: string; readonly firedAt: number };
 }
 
 export type CampaignState = 'planning' | 'running' | 'paused' | 'cancelled' | 'done';
@@ -52,4 +60,14 @@ export interface CampaignStatus extends CampaignCounters {
 /** BullMQ runs lower numbers first: incident campaigns overtake scheduled ones. */
 export function jobPriority(priority: Priority): number {
   return priority === 'incident' ? 1 : 100;
+}
+
+/**
+ * The cut-off of an age filter: objects last modified at or before it are old enough. LastModified
+ * has whole-second resolution, so the cut-off is rounded down to a second and one more second is
+ * taken off: nothing written at or after `now` can look old enough, so a re-delivered job never
+ * rotates again what its run has just rotated.
+ */
+export function ageCutoff(now: number, minAgeMs: number): number {
+  return Math.floor((now - minAgeMs) / 1000) * 1000 - 1000;
 }

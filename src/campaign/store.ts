@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { RekeyError } from '../errors.js';
 import type { ObjectOutcome, ObjectRef } from '../rotate/outcome.js';
-import type { UploadJournal, UploadRef } from '../s3/upload-journal.js';
+import type { DurableUploadJournal, UploadIntent } from '../s3/upload-journal.js';
 import type { CampaignSpec, CampaignState, CampaignStatus } from './spec.js';
 
 /**
@@ -31,6 +31,7 @@ export class CampaignStore {
       log: `${base}:log`,
       plan: `${base}:plan`,
       uploads: `${base}:uploads`,
+      uploadIntents: `${base}:upload-intents`,
     };
   }
 
@@ -102,10 +103,14 @@ export class CampaignStore {
     return ok === 1;
   }
 
-  /** Adds planned objects and the planner's cursor for one source in one step. */
-  async addPlanned(id: string, count: number, source: number, cursor: string): Promise<void> {
+  /**
+   * Counts a page's objects as planned and moves the source's cursor from `step.from` to `step.to`,
+   * in one step and only while the cursor is still at `step.from`: two planners of one campaign (a
+   * resumed plan racing a live one, a retried schedule job) never count a page twice.
+   */
+  async advancePlan(id: string, step: PlanStep): Promise<PlanAdvance> {
     const k = this.keys(id);
-    await this.redis.multi().hincrby(k.main, 'planned', count).hset(k.plan, String(source), cursor).exec();
+    return (await this.scripts.rekeyAdvancePlan(k.main, k.plan, step.source, step.from ?? '', step.to, step.count)) as PlanAdvance;
   }
 
   async planCursor(id: string, source: number): Promise<string | undefined> {
@@ -172,12 +177,26 @@ export class CampaignStore {
   }
 
   /** The multipart-upload journal of a campaign, so a killed worker's uploads are aborted later. */
-  journal(id: string): UploadJournal & { open(): Promise<UploadRef[]> } {
-    const key = this.keys(id).uploads;
+  journal(id: string): DurableUploadJournal {
+    const { uploads: key, uploadIntents } = this.keys(id);
     const redis = this.redis;
+    const intentField = (u: { bucket: string; key: string }) => `${u.bucket}/${u.key}`;
     return {
+      async starting(intent) {
+        await redis.hset(uploadIntents, intentField(intent), JSON.stringify(intent));
+      },
       async started(u) {
-        await redis.hset(key, u.uploadId, JSON.stringify({ bucket: u.bucket, key: u.key }));
+        await redis
+          .multi()
+          .hset(key, u.uploadId, JSON.stringify({ bucket: u.bucket, key: u.key }))
+          .hdel(uploadIntents, intentField(u))
+          .exec();
+      },
+      async intents() {
+        return Object.values(await redis.hgetall(uploadIntents)).map((v) => JSON.parse(v) as UploadIntent);
+      },
+      async dropIntent(intent) {
+        await redis.hdel(uploadIntents, intentField(intent));
       },
       async finished(u) {
         await redis.hdel(key, u.uploadId);
@@ -189,6 +208,20 @@ export class CampaignStore {
     };
   }
 }
+
+export interface PlanStep {
+  readonly source: number;
+  /** The cursor the page was read from; undefined for a source's first page. */
+  readonly from: string | undefined;
+  readonly to: string;
+  readonly count: number;
+}
+
+/**
+ * `advanced`: counted; `superseded`: another planner counted this page first, so this one stops;
+ * `cancelled`: counted, but the campaign was cancelled, so planning stops.
+ */
+export type PlanAdvance = 'advanced' | 'superseded' | 'cancelled';
 
 export function newCampaignId(): string {
   return randomUUID().slice(0, 8);
@@ -203,6 +236,7 @@ interface ScriptedRedis extends Redis {
   rekeyForget(...args: (string | number)[]): Promise<unknown>;
   rekeyTransition(...args: (string | number)[]): Promise<unknown>;
   rekeyCompletePlan(...args: (string | number)[]): Promise<unknown>;
+  rekeyAdvancePlan(...args: (string | number)[]): Promise<unknown>;
 }
 
 /** A campaign whose plan is complete and whose every object has an outcome is done. */
@@ -257,6 +291,18 @@ function defineScripts(redis: Redis): void {
         end
       end
       return 0`,
+  });
+  // Jobs of a page are queued before it is counted, so a page of a campaign cancelled meanwhile is
+  // still counted: its jobs end as skipped:cancelled and done never exceeds planned.
+  redis.defineCommand('rekeyAdvancePlan', {
+    numberOfKeys: 2,
+    lua: `
+      local at = redis.call('HGET', KEYS[2], ARGV[1])
+      if (at or '') ~= ARGV[2] then return 'superseded' end
+      redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+      redis.call('HINCRBY', KEYS[1], 'planned', ARGV[4])
+      if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then return 'cancelled' end
+      return 'advanced'`,
   });
   redis.defineCommand('rekeyCompletePlan', {
     numberOfKeys: 1,

@@ -17,6 +17,7 @@ import { Rewrapper } from '../rotate/rewrap.js';
 import { rotationTarget } from '../rotate/target.js';
 import { processBatch, type BatchRotator, type ProcessorDeps, type ProcessorOptions } from './processor.js';
 import { connectionOf, makeQueue, QUEUE_NAME, type BatchJob } from './queue.js';
+import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from './schedule.js';
 import type { CampaignSpec } from './spec.js';
 import { CampaignStore } from './store.js';
 
@@ -43,8 +44,17 @@ const PROGRESS_CAMPAIGNS = 20;
 const PAUSE_RECHECK_MS = 2_000;
 
 /**
+ * BullMQ fails a job for good once it has stalled more than this many times, and a failed job's objects
+ * never get an outcome, so the campaign could never finish. Taking a job over from a dead worker is
+ * always safe (outcomes are recorded once, leftover uploads are aborted from the journal), so a job is
+ * taken over however often its workers die.
+ */
+const MAX_STALLED_COUNT = Number.MAX_SAFE_INTEGER;
+
+/**
  * A worker process's share of every campaign: it takes batch jobs from the one queue (incident
- * campaigns first) and rotates their objects. Any number of these run on any number of hosts.
+ * campaigns first) and rotates their objects, and plans the runs of scheduled campaigns when they
+ * fire. Any number of these run on any number of hosts.
  */
 export class CampaignWorker {
   readonly s3: S3Client;
@@ -54,6 +64,7 @@ export class CampaignWorker {
   private readonly store: CampaignStore;
   private readonly queue;
   private readonly worker: Worker<BatchJob>;
+  private readonly planner: Worker<ScheduleJob>;
   private readonly rotators = new Map<string, BatchRotator>();
   private closing: Promise<void> | undefined;
 
@@ -63,7 +74,10 @@ export class CampaignWorker {
     private readonly log?: Logger,
   ) {
     this.s3 = makeS3Client(config);
-    this.kms = makeKmsClient(config);
+    // One attempt per SDK call: the batcher retries, and only its retries take a token from the
+    // campaign's shared rate limit and are counted (rekey_kms_throttles_total). The SDK's own retries
+    // would hit a throttling KMS again outside the shared pace, and unseen.
+    this.kms = makeKmsClient(config, { maxAttempts: 1 });
     this.redis = makeRedis(config);
     this.store = new CampaignStore(this.redis, config.redisPrefix);
     this.queue = makeQueue(config);
@@ -75,9 +89,21 @@ export class CampaignWorker {
       lockDuration: options.lockDurationMs ?? 30_000,
       // A killed worker's jobs are found by this check; it runs as often as a lock may live.
       stalledInterval: options.lockDurationMs ?? 30_000,
+      maxStalledCount: MAX_STALLED_COUNT,
       autorun: false,
     });
     this.worker.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'batch job failed; it will be retried'));
+    // One plan at a time per process: a plan is bound by Redis round trips, not by this process.
+    this.planner = new Worker<ScheduleJob>(PLAN_QUEUE_NAME, (job) => this.plan(job), {
+      connection: connectionOf(config),
+      prefix: config.redisPrefix,
+      concurrency: 1,
+      lockDuration: options.lockDurationMs ?? 30_000,
+      stalledInterval: options.lockDurationMs ?? 30_000,
+      maxStalledCount: MAX_STALLED_COUNT,
+      autorun: false,
+    });
+    this.planner.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'scheduled plan failed; it will be retried'));
     if (options.metrics) this.export(options.metrics);
   }
 
@@ -102,12 +128,12 @@ export class CampaignWorker {
   }
 
   /** Starts taking jobs; resolves when the worker is closed. */
-  run(): Promise<void> {
-    return this.worker.run();
+  async run(): Promise<void> {
+    await Promise.all([this.worker.run(), this.planner.run()]);
   }
 
   async waitUntilReady(): Promise<void> {
-    await this.worker.waitUntilReady();
+    await Promise.all([this.worker.waitUntilReady(), this.planner.waitUntilReady()]);
   }
 
   /**
@@ -115,9 +141,9 @@ export class CampaignWorker {
    * unfinished; their uploads are never completed, and another worker takes them over.
    */
   close(force = false): Promise<void> {
-    if (force && this.closing) void this.worker.close(true);
+    if (force && this.closing) void Promise.all([this.worker.close(true), this.planner.close(true)]);
     this.closing ??= (async () => {
-      await this.worker.close(force);
+      await Promise.all([this.worker.close(force), this.planner.close(force)]);
       await this.pool.close();
       await this.queue.close();
       await this.redis.quit();
@@ -126,6 +152,12 @@ export class CampaignWorker {
       this.kms.destroy();
     })();
     return this.closing;
+  }
+
+  private async plan(job: Job<ScheduleJob>): Promise<unknown> {
+    const result = await runSchedule({ s3: this.s3, store: this.store, queue: this.queue, schedules: new ScheduleStore(this.redis, this.config.redisPrefix) }, job);
+    this.log?.info({ schedule: job.data.s, ...result }, 'scheduled run');
+    return result;
   }
 
   private async process(job: Job<BatchJob>, token: string | undefined): Promise<unknown> {

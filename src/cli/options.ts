@@ -14,6 +14,27 @@ export function positiveInt(name: string) {
   };
 }
 
+const DURATION_UNITS: Readonly<Record<string, number>> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** `90d`, `12h`, `30s`: a whole number and one unit, in milliseconds. */
+export function duration(name: string, minimumMs: number) {
+  return (value: string): number => {
+    const m = /^(\d+)([smhdw])$/.exec(value);
+    const ms = m ? Number(m[1]) * DURATION_UNITS[m[2]!]! : Number.NaN;
+    if (!Number.isSafeInteger(ms) || ms < minimumMs) {
+      throw new InvalidArgumentError(`${name} takes a duration of at least ${minimumMs / 1000}s such as 30s, 12h, 90d or 2w`);
+    }
+    return ms;
+  };
+}
+
+/** The inverse of {@link duration}: the largest unit that divides evenly. */
+export function formatDurationFlag(ms: number): string {
+  if (ms === 0) return '0s';
+  const [unit, size] = Object.entries(DURATION_UNITS).reverse().find(([, size]) => ms % size === 0) ?? ['ms', 1];
+  return `${ms / size}${unit}`;
+}
+
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 /** The flags of `start` and `run`: what to rotate, to which key, how fast. */
@@ -30,6 +51,12 @@ export interface StartFlags {
   readonly priority: Priority;
   readonly kmsRate: number;
   readonly batchSize: number;
+  readonly includeVersions?: boolean;
+  readonly purgeReplacedVersions?: boolean;
+  /** Milliseconds: only objects last modified at least this long ago. */
+  readonly minAge?: number;
+  /** Milliseconds between the runs of a schedule (`start` only). */
+  readonly every?: number;
   readonly dryRun?: boolean;
   readonly json?: boolean;
 }
@@ -48,6 +75,9 @@ export function addStartOptions(command: Command): Command {
     .addOption(new Option('--priority <priority>', 'incident campaigns run before scheduled ones').choices(PRIORITIES).default('scheduled'))
     .option('--kms-rate <n>', 'KMS requests per second for the whole campaign, all workers together', positiveInt('--kms-rate'), 500)
     .option('--batch-size <n>', 'objects per queue job', positiveInt('--batch-size'), 100)
+    .option('--include-versions', 'noncurrent versions too: each is checked and, still under a rotated key, reported as skipped:noncurrent-version (S3 cannot rewrite one in place)')
+    .option('--purge-replaced-versions', 'in a versioned bucket, delete the exact version each rotation replaced once the new version is verified (off by default)')
+    .option('--min-age <duration>', 'only objects last modified at least this long ago, e.g. 90d, even those under the target key already: LastModified stands for the age of the data key (rekey) or of its wrapping (rewrap); --bucket only', duration('--min-age', 0))
     .option('--dry-run', 'plan nothing; print an estimate of objects, bytes, KMS calls and duration')
     .option('--json', 'print the result as JSON');
 }

@@ -1,13 +1,19 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../errors.js';
+import { registerAudit } from './audit.js';
 import { registerControl } from './control.js';
 import { registerDoctor } from './doctor.js';
+import { registerPlan } from './plan.js';
 import { registerReport } from './report.js';
+import { registerSchedules } from './schedule.js';
 import { registerStart } from './start.js';
 import { registerWorker } from './worker.js';
 
-/** Exit codes, documented in the README: 0 done, 1 the work failed, 2 bad flags or configuration. */
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+/**
+ * Exit codes, documented in the README: 0 done, 1 the work failed, 2 bad flags or configuration;
+ * `audit` adds 3 (objects remain under the key) and 4 (none found, but some could not be read).
+ */
+export const EXIT = { ok: 0, failed: 1, usage: 2, keyInUse: 3, keyUseUnproven: 4 } as const;
 
 export function buildProgram(): Command {
   const program = new Command('rekey')
@@ -16,10 +22,13 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text) });
   registerStart(program);
+  registerPlan(program);
+  registerSchedules(program);
   registerWorker(program);
   registerControl(program);
   registerReport(program);
   registerDoctor(program);
+  registerAudit(program);
   return program;
 }
 
@@ -28,7 +37,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv as string[]);
-    return EXIT.ok;
+    // A command that finished but has news for a script (failed objects, a key still in use) says so here.
+    return Number(process.exitCode ?? EXIT.ok);
   } catch (err) {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;

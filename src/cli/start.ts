@@ -2,22 +2,36 @@ import type { Command } from 'commander';
 import { openConfiguredAuditTrail, type AuditTrail } from '../campaign/audit-trail.js';
 import { estimatePlan, planCampaign } from '../campaign/planner.js';
 import { makeQueue } from '../campaign/queue.js';
-import type { CampaignSpec } from '../campaign/spec.js';
+import { ageCutoff, type CampaignSpec } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
 import { CampaignWorker } from '../campaign/worker.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
+import { ConfigError } from '../errors.js';
 import { resolveKeyArn } from '../kms/resolve-key.js';
 import { makeLogger } from '../log/logger.js';
-import { addStartOptions, positiveInt, sourcesFrom, type StartFlags } from './options.js';
+import { addStartOptions, duration, formatDurationFlag, positiveInt, sourcesFrom, type StartFlags } from './options.js';
 import { EXIT } from './program.js';
+import { describeSchedule, scheduleCampaign } from './schedule.js';
 import { describeStatus, formatBytes, formatDuration, watchCampaign } from './status-view.js';
 
 /** Rough rates for a dry run's duration: one worker host; the benchmarks in docs/ give measured ones. */
 const ESTIMATE_RATES = { bytesPerSecond: 200e6, objectsPerSecond: 200 };
 
+/** An age filter needs each object's LastModified, which only a listing gives; a schedule re-lists. */
+function checkTiming(flags: StartFlags, sources: CampaignSpec['sources']): void {
+  const timed = flags.every !== undefined ? '--every' : flags.minAge !== undefined ? '--min-age' : undefined;
+  if (timed && sources.some((s) => s.kind !== 'listing')) {
+    throw new ConfigError(`${timed} needs --bucket: a manifest or an inventory is a fixed list without object ages`);
+  }
+  if (flags.every === undefined) return;
+  if (flags.priority !== 'scheduled') throw new ConfigError('--every makes a scheduled campaign: leave out --priority incident');
+  if (flags.dryRun) throw new ConfigError('--dry-run estimates one campaign: leave out --every');
+}
+
 async function specFrom(config: Config, flags: StartFlags): Promise<CampaignSpec> {
   const sources = sourcesFrom(flags);
+  checkTiming(flags, sources);
   const kms = makeKmsClient(config);
   try {
     const targetKeyArn = await resolveKeyArn(kms, flags.targetKey, 'target key');
@@ -33,6 +47,10 @@ async function specFrom(config: Config, flags: StartFlags): Promise<CampaignSpec
       sources,
       kmsRequestsPerSecond: flags.kmsRate,
       batchSize: flags.batchSize,
+      ...(flags.includeVersions ? { includeVersions: true } : {}),
+      ...(flags.purgeReplacedVersions ? { purgeReplacedVersions: true } : {}),
+      // A schedule sets each run's cut-off when it fires.
+      ...(flags.minAge !== undefined && flags.every === undefined ? { modifiedBefore: ageCutoff(Date.now(), flags.minAge) } : {}),
     };
   } finally {
     kms.destroy();
@@ -76,9 +94,16 @@ async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrai
 
 export function registerStart(program: Command): void {
   addStartOptions(program.command('start'))
-    .description('Create a campaign and queue its objects for the workers (rekey worker)')
+    .description('Create a campaign and queue its objects for the workers (rekey worker); with --every, a schedule of campaigns')
+    .option('--every <duration>', 'repeat: a schedule whose runs re-list the buckets this often (e.g. 7d), each run a campaign of its own; workers plan the runs', duration('--every', 1000))
     .action(async (flags: StartFlags) => {
       const config = loadConfig();
+      if (flags.every !== undefined) {
+        const schedule = await scheduleCampaign(config, await specFrom(config, flags), { everyMs: flags.every, minAgeMs: flags.minAge ?? 0 });
+        const text = `${describeSchedule(schedule)}\n  the first run starts when a worker takes it; see: rekey schedules (rekey unschedule ${schedule.id} stops it)`;
+        print(flags, { schedule: schedule.id, every: formatDurationFlag(schedule.everyMs), minAge: formatDurationFlag(schedule.minAgeMs) }, text);
+        return;
+      }
       const audit = await openConfiguredAuditTrail(config);
       await startCampaign(config, flags, audit);
       await audit.flush();

@@ -43,7 +43,8 @@ export function describeStatus(status: CampaignStatus): string {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([reason, n]) => `    ${reason.padEnd(32)} ${n}`);
   return [
-    `campaign ${status.id} (${status.spec.name}): ${status.state}${status.planComplete ? '' : ', planning'}`,
+    `campaign ${status.id} (${status.spec.name}): ${status.state}${status.planComplete ? '' : `, planning (a planner that stopped resumes with: rekey plan ${status.id})`}`,
+    ...(status.spec.schedule ? [`  a run of schedule ${status.spec.schedule.id}, fired ${new Date(status.spec.schedule.firedAt).toISOString()}`] : []),
     `  mode ${status.spec.mode} to ${status.spec.targetKeyArn}, priority ${status.spec.priority}`,
     `  objects  ${status.done}/${status.planned} done (${(p.ratio * 100).toFixed(1)}%): ${status.rotated} rotated, ${status.skipped} skipped, ${status.failed} failed`,
     ...(reasons.length ? ['  by reason', ...reasons] : []),

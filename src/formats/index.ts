@@ -23,8 +23,8 @@ export {
 } from './keys.js';
 export { decodeS3MetadataValue, encodeS3MetadataValue, normaliseMetadata } from './metadata.js';
 export type { NormalisedMetadata } from './metadata.js';
-export { inspectMetadata, parseEnvelope } from './parse.js';
-export type { Inspection, RawMetadata } from './parse.js';
+export { inspectMetadata, parseEnvelope, parseInstructionFileKey } from './parse.js';
+export type { Inspection, RawMetadata, WrappedKey } from './parse.js';
 export { withRewrappedKey } from './rewrap.js';
 export type { RewrappedKey } from './rewrap.js';
 export { serialiseEnvelope } from './serialise.js';

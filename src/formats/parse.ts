@@ -21,6 +21,7 @@ import {
 import type {
   EncryptionContext,
   Envelope,
+  FormatVersion,
   KeyLocation,
   LegacyContentCipher,
   LegacyEnvelope,
@@ -76,6 +77,33 @@ export function parseEnvelope(objectMetadata: RawMetadata, instructionFile?: str
     case 'none':
       return parseLegacyInstructionFile(instructionFile);
   }
+}
+
+/** What a KMS probe needs of an envelope: the wrapped data key, how it is wrapped, and its context. */
+export interface WrappedKey {
+  readonly version: FormatVersion;
+  readonly wrapAlgorithm: WrapAlgorithm;
+  readonly encryptedDataKey: Uint8Array;
+  /** The KMS encryption context for KMS wraps; `{}` for raw wraps. */
+  readonly encryptionContext: EncryptionContext;
+}
+
+/**
+ * The wrapped data key an instruction file holds, from the file alone. A V3 file leaves c/d/i on its
+ * object; they do not bear on which key wraps the data key, so an audit of old file versions, whose
+ * object may have changed since, does not need them.
+ */
+export function parseInstructionFileKey(body: string | Uint8Array): WrappedKey {
+  const file = parseInstructionFile(body);
+  if (!has(file, MetaKey.v3Key)) return parseLegacyInstructionFile(body);
+  assertNoV3ObjectKeys(file);
+  assertSingleFormat(file, 'instruction file');
+  const wrapCode = required(file, MetaKey.v3Wrap);
+  const wrapAlgorithm = V3_WRAP_CODES[wrapCode];
+  if (wrapAlgorithm === undefined) throw new FormatError('unsupported-algorithm', `unknown V3 wrap algorithm ${quote(wrapCode)}`);
+  const context = parseContextJson(file[MetaKey.v3Context], MetaKey.v3Context);
+  if (wrapAlgorithm === 'kms+context') checkCekAlgInContext(context, V3_SUITE, MetaKey.v3Context);
+  return { version: 'v3', wrapAlgorithm, encryptedDataKey: decodeDataKey(required(file, MetaKey.v3Key)), encryptionContext: isKmsWrap(wrapAlgorithm) ? context : {} };
 }
 
 function parseV3Split(meta: NormalisedMetadata, instructionFile: string | Uint8Array | undefined): V3Envelope {

@@ -35,6 +35,14 @@ export interface ObjectOutcome {
   readonly bytesRead: number;
   readonly bytesWritten: number;
   readonly durationMs: number;
+  /** Versions the rotation replaced and then deleted (`--purge-replaced-versions`). */
+  readonly purgedVersions?: readonly VersionRef[];
+}
+
+/** One exact version of an S3 object: the object itself or its instruction file. */
+export interface VersionRef {
+  readonly key: string;
+  readonly versionId: string;
 }
 
 /** Reasons that mean the object is fine as it is, or another writer owns it now: not failures. */
@@ -44,6 +52,7 @@ const SKIP_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
   'gone',
   'object-locked',
   'source-key-mismatch',
+  'noncurrent-version',
   'not-encrypted',
   'cancelled',
 ]);

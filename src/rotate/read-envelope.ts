@@ -8,6 +8,7 @@ import {
   type KmsEnvelope,
 } from '../formats/index.js';
 import { headObject, isLocked, readSmallObject, type ObjectSnapshot, type SmallObject } from '../s3/snapshot.js';
+import { checkBodyLength } from './body-length.js';
 import type { ObjectRef } from './outcome.js';
 
 /** An object as rotation starts from it: what HEAD saw, its envelope, and its instruction file if any. */
@@ -15,6 +16,12 @@ export interface EncryptedObject {
   readonly snapshot: ObjectSnapshot;
   readonly envelope: KmsEnvelope;
   readonly instructionFile: (SmallObject & { readonly key: string }) | undefined;
+  /**
+   * Whether the version read is the key's current version. A ref without a version id always is; one
+   * with an id may name an older version, which S3 cannot rewrite in place: a rotation written on
+   * top of the key would bring that old content back as current.
+   */
+  readonly current: boolean;
 }
 
 export function instructionKey(key: string): string {
@@ -27,21 +34,39 @@ export function instructionKey(key: string): string {
  */
 export async function readEncryptedObject(s3: S3Client, ref: ObjectRef): Promise<EncryptedObject> {
   const snapshot = await headObject(s3, ref.bucket, ref.key, ref.versionId);
+  const current = await isCurrentVersion(s3, ref, snapshot);
   /* Precondition: object lock and legal holds are respected, never bypassed (design.md invariant 5). */
-  if (isLocked(snapshot.lock)) {
+  if (current && isLocked(snapshot.lock)) {
     throw new RekeyError('object-locked', `object is under ${snapshot.lock.legalHold ? 'a legal hold' : `${snapshot.lock.mode} retention`}`);
   }
   const inspection = inspectMetadata(snapshot.metadata);
   if (inspection.kind === 'envelope') {
     requireKmsWrap(inspection.envelope);
-    return { snapshot, envelope: inspection.envelope, instructionFile: undefined };
+    checkBodyLength(snapshot.size, inspection.envelope);
+    return { snapshot, envelope: inspection.envelope, instructionFile: undefined, current };
   }
   const key = instructionKey(ref.key);
   const file = await readSmallObject(s3, ref.bucket, key);
   if (file === undefined && inspection.kind === 'not-encrypted') {
     throw new RekeyError('not-encrypted', 'no S3 Encryption Client metadata and no instruction file');
   }
+  /* Precondition: an old version's key is told by its own metadata; S3 links no version of the instruction file to it. */
+  if (!current) {
+    throw new RekeyError('noncurrent-version', 'a noncurrent version whose envelope lives in an instruction file; the old versions of the file hold its key (rekey audit --include-versions lists them)');
+  }
   const envelope = parseEnvelope(snapshot.metadata, file?.body);
   requireKmsWrap(envelope);
-  return { snapshot, envelope, instructionFile: file && { ...file, key } };
+  checkBodyLength(snapshot.size, envelope);
+  return { snapshot, envelope, instructionFile: file && { ...file, key }, current };
+}
+
+/** A key whose newest entry is a delete marker has no current version: every version is old. */
+async function isCurrentVersion(s3: S3Client, ref: ObjectRef, snapshot: ObjectSnapshot): Promise<boolean> {
+  if (ref.versionId === undefined) return true;
+  try {
+    return (await headObject(s3, ref.bucket, ref.key)).versionId === snapshot.versionId;
+  } catch (err) {
+    if (err instanceof RekeyError && err.reason === 'gone') return false;
+    throw err;
+  }
 }

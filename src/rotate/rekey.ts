@@ -14,12 +14,15 @@ import {
 } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
 import { s3Failure } from '../s3/errors.js';
+import type { WriteResult } from '../s3/conditional-writes.js';
 import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
 import { readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type TargetFormat } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
-import type { RotationTarget } from './target.js';
+import { settleLostWrite } from './rotated-meanwhile.js';
+import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
+import { notDue, type RotationTarget } from './target.js';
 import { mergedMetadata } from './write-envelope.js';
 
 export interface RekeyDeps {
@@ -43,10 +46,14 @@ export function targetVersion(source: Envelope['version'], wanted: TargetFormat)
  * old content authenticated, and only if the object is still the version that was read.
  */
 export class Rekeyer {
+  private readonly replaced: ReplacedVersions;
+
   constructor(
     private readonly deps: RekeyDeps,
     private readonly target: RotationTarget,
-  ) {}
+  ) {
+    this.replaced = new ReplacedVersions(deps, target);
+  }
 
   async rotate(refs: readonly ObjectRef[], journal: UploadJournal): Promise<ObjectOutcome[]> {
     const limit = pLimit(this.deps.objectConcurrency ?? 4);
@@ -61,17 +68,20 @@ export class Rekeyer {
       const object = await readEncryptedObject(this.deps.s3, ref);
       const { snapshot, envelope } = object;
       facts = { format: envelope.version, oldEtag: snapshot.etag, oldVersionId: snapshot.versionId };
+      // An age cut-off is told by the date alone: no plaintext data key for an object rotated since.
+      const recent = this.target.modifiedBefore === undefined ? undefined : notDue(this.target, undefined, snapshot.lastModified);
+      if (recent) return notRotated(ref, 'rekey', 'already-rotated', recent, { ...facts, durationMs: Date.now() - started });
       const old = await this.deps.kms.decryptDataKey(envelope.encryptedDataKey, kmsEncryptionContext(envelope));
       const oldKey = DataKey.adopt(old.plaintext);
       keys.push(oldKey);
       facts = { ...facts, oldKeyId: old.keyId };
-      /* Precondition: an object already under the target key is left as it is (design.md invariant 4). */
-      if (old.keyId === this.target.targetKeyArn) {
-        return notRotated(ref, 'rekey', 'already-rotated', 'the data key is already under the target key', { ...facts, durationMs: Date.now() - started });
-      }
+      /* Precondition: an object already rotated is left as it is (design.md invariant 4). */
+      const done = notDue(this.target, old.keyId, snapshot.lastModified);
+      if (done) return notRotated(ref, 'rekey', 'already-rotated', done, { ...facts, durationMs: Date.now() - started });
       if (!this.target.acceptsSource(old.keyId)) {
         return notRotated(ref, 'rekey', 'source-key-mismatch', 'the data key is under a key the campaign does not rotate', { ...facts, durationMs: Date.now() - started });
       }
+      if (!object.current) return noncurrentVersion(ref, 'rekey', old.keyId, { ...facts, durationMs: Date.now() - started });
       const version = targetVersion(envelope.version, this.target.targetFormat);
       const context = encryptionContextForNewEnvelope(version, userEncryptionContext(envelope));
       const fresh = await this.deps.kms.generateDataKey(this.target.targetKeyArn, context);
@@ -92,8 +102,8 @@ export class Rekeyer {
         encrypt: encryptSpecFor(newEnvelope, newKey),
       });
       const written = await this.upload(object, newEnvelope, cipher, tagging, journal);
-      const note = await this.dropStaleInstructionFile(object);
-      return rotated(ref, 'rekey', {
+      const stale = await this.dropStaleInstructionFile(object);
+      const outcome = rotated(ref, 'rekey', {
         ...facts,
         newFormat: version,
         newKeyId: fresh.keyId,
@@ -102,9 +112,12 @@ export class Rekeyer {
         bytesRead: snapshot.size,
         bytesWritten: cipher.bytesOut,
         durationMs: Date.now() - started,
-      }, note);
+      }, stale.note);
+      const replacement = replacementOf(object, written, stale.markerVersionId);
+      const [settlement] = await this.replaced.settle([replacement]);
+      return settledOutcome(outcome, settlement!, replacement.replaced);
     } catch (err) {
-      return fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started });
+      return await settleLostWrite(this.deps, this.target, fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started }));
     } finally {
       for (const key of keys) key.destroy();
     }
@@ -137,16 +150,34 @@ export class Rekeyer {
   /**
    * Object metadata wins over an instruction file for every reader, so the old file is only a copy of
    * the old wrapped key. The object is rotated either way; a file that cannot go is said in the message.
+   * In a versioned bucket the delete puts a marker on top of the file's last version, which stays.
    */
-  private async dropStaleInstructionFile(object: EncryptedObject): Promise<string> {
+  private async dropStaleInstructionFile(object: EncryptedObject): Promise<{ note: string; markerVersionId?: string | undefined }> {
     const file = object.instructionFile;
-    if (file === undefined) return 'rotated';
+    if (file === undefined) return { note: 'rotated' };
     try {
       // Conditional: a file another writer replaced meanwhile is theirs and stays.
-      await this.deps.s3.send(new DeleteObjectCommand({ Bucket: object.snapshot.bucket, Key: file.key, IfMatch: file.etag }));
-      return 'rotated; the envelope moved from the instruction file into object metadata';
+      const out = await this.deps.s3.send(new DeleteObjectCommand({ Bucket: object.snapshot.bucket, Key: file.key, IfMatch: file.etag }));
+      return { note: 'rotated; the envelope moved from the instruction file into object metadata', markerVersionId: out.DeleteMarker ? out.VersionId : undefined };
     } catch (err) {
-      return `rotated; the old instruction file stays: ${s3Failure(err, `DELETE s3://${object.snapshot.bucket}/${file.key}`).message}`;
+      return { note: `rotated; the old instruction file stays: ${s3Failure(err, `DELETE s3://${object.snapshot.bucket}/${file.key}`).message}` };
     }
   }
+}
+
+/**
+ * A rekey writes a new object version; in a versioned bucket the version it read stays, and so does
+ * the instruction file's last version once the file is deleted (a delete marker hides it).
+ */
+function replacementOf(object: EncryptedObject, written: WriteResult, fileMarker: string | undefined): Replacement {
+  const { snapshot, instructionFile: file } = object;
+  return {
+    bucket: snapshot.bucket,
+    written: { location: 'object', key: snapshot.key, versionId: written.versionId, etag: written.etag },
+    objectMetadata: snapshot.metadata,
+    replaced: [
+      ...replacedBy(snapshot.key, snapshot.versionId, written.versionId),
+      ...(file ? replacedBy(file.key, file.versionId, fileMarker) : []),
+    ],
+  };
 }

@@ -2,10 +2,13 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { rewrapEncryptionContexts, withRewrappedKey, type RewrapContexts } from '../formats/index.js';
 import type { KmsBatcher, RewrapResult } from '../kms/batcher.js';
+import type { WriteResult } from '../s3/conditional-writes.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
-import type { RotationTarget } from './target.js';
+import { settleLostWrite } from './rotated-meanwhile.js';
+import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
+import { notDue, type RotationTarget } from './target.js';
 import { writeRewrappedEnvelope } from './write-envelope.js';
 
 export interface RewrapDeps {
@@ -22,16 +25,26 @@ interface Prepared {
   readonly contexts: RewrapContexts;
 }
 
+interface Finished {
+  readonly outcome: ObjectOutcome;
+  /** Set when the rotation was written: what it wrote and what it left behind. */
+  readonly replacement?: Replacement;
+}
+
 /**
  * `rewrap` of a batch: read every envelope, move all their wrapped data keys to the target key with
  * one KMS ReEncrypt per distinct key, then write each new envelope conditionally. The plaintext data
  * key never leaves KMS, and the body is never read.
  */
 export class Rewrapper {
+  private readonly replaced: ReplacedVersions;
+
   constructor(
     private readonly deps: RewrapDeps,
     private readonly target: RotationTarget,
-  ) {}
+  ) {
+    this.replaced = new ReplacedVersions(deps, target);
+  }
 
   async rotate(refs: readonly ObjectRef[], journal: UploadJournal): Promise<ObjectOutcome[]> {
     const limit = pLimit(this.deps.s3Concurrency ?? 16);
@@ -43,7 +56,10 @@ export class Rewrapper {
           const started = Date.now();
           try {
             const object = await readEncryptedObject(this.deps.s3, ref);
-            prepared.push({ ref, started, object, contexts: rewrapEncryptionContexts(object.envelope, this.target.targetKey) });
+            const recent = this.target.modifiedBefore === undefined ? undefined : notDue(this.target, undefined, object.snapshot.lastModified);
+            // An age cut-off is told by the date alone: no KMS call for an object rotated since.
+            if (recent) outcomes.set(ref, notRotated(ref, 'rewrap', 'already-rotated', recent, { format: object.envelope.version, durationMs: Date.now() - started }));
+            else prepared.push({ ref, started, object, contexts: rewrapEncryptionContexts(object.envelope, this.target.targetKey) });
           } catch (err) {
             outcomes.set(ref, fromError(ref, 'rewrap', err, { durationMs: Date.now() - started }));
           }
@@ -58,13 +74,15 @@ export class Rewrapper {
       })),
       this.target.targetKeyArn,
     );
-    await Promise.all(
-      prepared.map((p, i) => limit(async () => outcomes.set(p.ref, await this.finish(p, results[i]!, journal)))),
-    );
+    const finished = await Promise.all(prepared.map((p, i) => limit(() => this.finish(p, results[i]!, journal))));
+    const written = finished.filter((f) => f.replacement !== undefined);
+    const settlements = await this.replaced.settle(written.map((f) => f.replacement!));
+    for (const f of finished) outcomes.set(f.outcome.ref, f.outcome);
+    written.forEach((f, i) => outcomes.set(f.outcome.ref, settledOutcome(f.outcome, settlements[i]!, f.replacement!.replaced)));
     return refs.map((ref) => outcomes.get(ref)!);
   }
 
-  private async finish(p: Prepared, result: RewrapResult, journal: UploadJournal): Promise<ObjectOutcome> {
+  private async finish(p: Prepared, result: RewrapResult, journal: UploadJournal): Promise<Finished> {
     const { snapshot, envelope } = p.object;
     const facts = {
       format: envelope.version,
@@ -72,19 +90,20 @@ export class Rewrapper {
       oldVersionId: snapshot.versionId,
       durationMs: Date.now() - p.started,
     };
-    if (!result.ok) return fromError(p.ref, 'rewrap', result.error, facts);
+    if (!result.ok) return { outcome: fromError(p.ref, 'rewrap', result.error, facts) };
     const keyFacts = { ...facts, oldKeyId: result.sourceKeyId };
-    /* Precondition: an object already under the target key is left as it is (design.md invariant 4). */
-    if (result.sourceKeyId === this.target.targetKeyArn) {
-      return notRotated(p.ref, 'rewrap', 'already-rotated', 'the data key is already under the target key', keyFacts);
-    }
+    /* Precondition: an object already rotated is left as it is (design.md invariant 4). */
+    const done = notDue(this.target, result.sourceKeyId, snapshot.lastModified);
+    if (done) return { outcome: notRotated(p.ref, 'rewrap', 'already-rotated', done, keyFacts) };
     if (!this.target.acceptsSource(result.sourceKeyId)) {
-      return notRotated(p.ref, 'rewrap', 'source-key-mismatch', 'the data key is under a key the campaign does not rotate', keyFacts);
+      return { outcome: notRotated(p.ref, 'rewrap', 'source-key-mismatch', 'the data key is under a key the campaign does not rotate', keyFacts) };
     }
+    // The ReEncrypt told the version's key; its new ciphertext is dropped, as S3 cannot store it there.
+    if (!p.object.current) return { outcome: noncurrentVersion(p.ref, 'rewrap', result.sourceKeyId, keyFacts) };
     try {
       const rewrapped = withRewrappedKey(envelope, { encryptedDataKey: result.ciphertext, encryptionContext: p.contexts.destination });
       const written = await writeRewrappedEnvelope(this.deps.s3, p.object, rewrapped, journal);
-      return rotated(p.ref, 'rewrap', {
+      const outcome = rotated(p.ref, 'rewrap', {
         ...keyFacts,
         newFormat: envelope.version,
         newKeyId: result.keyId,
@@ -92,8 +111,25 @@ export class Rewrapper {
         newVersionId: written.versionId,
         durationMs: Date.now() - p.started,
       });
+      return { outcome, replacement: replacementOf(p.object, written) };
     } catch (err) {
-      return fromError(p.ref, 'rewrap', err, { ...keyFacts, durationMs: Date.now() - p.started });
+      return { outcome: await settleLostWrite(this.deps, this.target, fromError(p.ref, 'rewrap', err, { ...keyFacts, durationMs: Date.now() - p.started })) };
     }
   }
+}
+
+/**
+ * A rewrap rewrites the object's metadata (a new object version) or, for an envelope kept in an
+ * instruction file, only that file (a new version of the file; the object is untouched).
+ */
+function replacementOf(object: EncryptedObject, written: WriteResult): Replacement {
+  const { snapshot, instructionFile: file } = object;
+  const inFile = object.envelope.location === 'instruction-file' && file !== undefined;
+  const key = inFile ? file.key : snapshot.key;
+  return {
+    bucket: snapshot.bucket,
+    written: { location: inFile ? 'instruction-file' : 'object', key, versionId: written.versionId, etag: written.etag },
+    objectMetadata: snapshot.metadata,
+    replaced: replacedBy(key, inFile ? file.versionId : snapshot.versionId, written.versionId),
+  };
 }

@@ -8,6 +8,14 @@ export interface RotationTarget {
   /** The ARN KMS resolved it to; KMS responses name keys by ARN. */
   readonly targetKeyArn: string;
   readonly targetFormat: TargetFormat;
+  /** Delete the exact version a rotation replaced in a versioned bucket, once the new one is verified. */
+  readonly purgeReplacedVersions: boolean;
+  /**
+   * An age cut-off (epoch ms; a scheduled run or --min-age). An object last modified at or before it
+   * is due even when already under the target key: its data key (rekey) or its wrapping (rewrap) is
+   * older than the minimum age. One modified after it was rotated since, or written fresh: done.
+   */
+  readonly modifiedBefore: number | undefined;
   /** Whether an object whose data key is under `keyArn` belongs to the rotation. */
   acceptsSource(keyArn: string): boolean;
 }
@@ -18,6 +26,8 @@ export function rotationTarget(options: {
   targetKeyArn: string;
   targetFormat: TargetFormat;
   sourceKeyArns: readonly string[];
+  purgeReplacedVersions?: boolean | undefined;
+  modifiedBefore?: number | undefined;
 }): RotationTarget {
   const sources = new Set(options.sourceKeyArns);
   return {
@@ -25,6 +35,20 @@ export function rotationTarget(options: {
     targetKey: options.targetKey,
     targetKeyArn: options.targetKeyArn,
     targetFormat: options.targetFormat,
+    purgeReplacedVersions: options.purgeReplacedVersions === true,
+    modifiedBefore: options.modifiedBefore,
     acceptsSource: (keyArn) => sources.size === 0 || sources.has(keyArn),
   };
+}
+
+/** Why an object needs no rotation, or undefined when it is due (design.md invariant 4). */
+export function notDue(target: RotationTarget, keyArn: string | undefined, lastModified: Date | undefined): string | undefined {
+  if (target.modifiedBefore === undefined) {
+    return keyArn === target.targetKeyArn ? 'the data key is already under the target key' : undefined;
+  }
+  // Without a date the object cannot be shown old enough; leaving it is the side that never rotates twice.
+  if (lastModified === undefined || lastModified.getTime() > target.modifiedBefore) {
+    return 'modified after the age cut-off: rotated since, or written with a fresh data key';
+  }
+  return undefined;
 }

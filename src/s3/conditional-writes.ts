@@ -3,6 +3,8 @@ import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
+  ListMultipartUploadsCommand,
+  ListPartsCommand,
   PutObjectCommand,
   UploadPartCopyCommand,
   type S3Client,
@@ -10,7 +12,7 @@ import {
 import pLimit from 'p-limit';
 import { s3Failure } from './errors.js';
 import { readTagging, type ObjectSnapshot } from './snapshot.js';
-import { noJournal, type UploadJournal } from './upload-journal.js';
+import { noJournal, type UploadIntent, type UploadJournal } from './upload-journal.js';
 
 /** CopyObject copies at most 5 GB in one request; larger objects need UploadPartCopy. */
 export const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
@@ -32,9 +34,14 @@ function keptSettings(snapshot: ObjectSnapshot) {
   return { ...snapshot.headers, ...snapshot.sse, StorageClass: snapshot.storageClass as never };
 }
 
+/**
+ * The key's current version, never the version id the snapshot read: S3 checks CopySourceIfMatch on
+ * the source named, and a version is immutable, so a pinned source would pass its condition even after
+ * another writer put a newer version, which the copy would then bury under the old content. Unpinned,
+ * the condition holds only while the current version still has the ETag read.
+ */
 function copySource(snapshot: ObjectSnapshot): string {
-  const path = `${snapshot.bucket}/${encodeURIComponent(snapshot.key).replace(/%2F/g, '/')}`;
-  return snapshot.versionId ? `${path}?versionId=${encodeURIComponent(snapshot.versionId)}` : path;
+  return `${snapshot.bucket}/${encodeURIComponent(snapshot.key).replace(/%2F/g, '/')}`;
 }
 
 /**
@@ -80,6 +87,7 @@ async function replaceMetadataMultipart(
   let uploadId: string | undefined;
   try {
     const tagging = await readTagging(s3, snapshot);
+    await journal.starting({ bucket, key, at: Date.now() });
     const created = await s3.send(
       new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: metadata, Tagging: tagging, ...keptSettings(snapshot) }),
     );
@@ -134,9 +142,60 @@ export async function abortUpload(
     await s3.send(new AbortMultipartUploadCommand({ Bucket: upload.bucket, Key: upload.key, UploadId: upload.uploadId }));
   } catch (err) {
     /* Postcondition: an upload S3 no longer knows is as good as aborted. */
-    if (s3Failure(err, 'abort').reason !== 'gone') throw s3Failure(err, `abort upload of s3://${upload.bucket}/${upload.key}`);
+    if (!isUnknownUpload(err)) throw s3Failure(err, `abort upload of s3://${upload.bucket}/${upload.key}`);
   }
   await journal.finished(upload);
+}
+
+function isUnknownUpload(err: unknown): boolean {
+  return (err as { name?: string }).name === 'NoSuchUpload' || s3Failure(err, 'upload').reason === 'gone';
+}
+
+/** How far S3's clock may run behind the worker's when an upload's initiation time is compared with an intent. */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * Aborts the uploads S3 may have made for an intent whose upload id never reached the journal: uploads
+ * of exactly that key, initiated since the intent, without parts. rekey sends no part before the
+ * upload id is journaled, so an upload of ours in that state has none; a writer's upload that already
+ * has parts is never touched. Returns how many were aborted.
+ */
+export async function abortUnjournaledUploads(s3: S3Client, intent: UploadIntent): Promise<number> {
+  let aborted = 0;
+  for (const uploadId of await uploadsSince(s3, intent)) {
+    try {
+      const parts = await s3.send(new ListPartsCommand({ Bucket: intent.bucket, Key: intent.key, UploadId: uploadId, MaxParts: 1 }));
+      if ((parts.Parts ?? []).length > 0) continue;
+    } catch (err) {
+      if (isUnknownUpload(err)) continue;
+      throw s3Failure(err, `list parts of an upload of s3://${intent.bucket}/${intent.key}`);
+    }
+    await abortUpload(s3, { bucket: intent.bucket, key: intent.key, uploadId });
+    aborted += 1;
+  }
+  return aborted;
+}
+
+async function uploadsSince(s3: S3Client, intent: UploadIntent): Promise<string[]> {
+  const ids: string[] = [];
+  let keyMarker: string | undefined;
+  let uploadIdMarker: string | undefined;
+  try {
+    for (;;) {
+      const out = await s3.send(
+        new ListMultipartUploadsCommand({ Bucket: intent.bucket, Prefix: intent.key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+      );
+      for (const u of out.Uploads ?? []) {
+        const initiated = u.Initiated?.getTime() ?? Number.POSITIVE_INFINITY;
+        if (u.Key === intent.key && u.UploadId && initiated >= intent.at - CLOCK_SKEW_MS) ids.push(u.UploadId);
+      }
+      if (!out.IsTruncated) return ids;
+      keyMarker = out.NextKeyMarker;
+      uploadIdMarker = out.NextUploadIdMarker;
+    }
+  } catch (err) {
+    throw s3Failure(err, `list multipart uploads of s3://${intent.bucket}/${intent.key}`);
+  }
 }
 
 export interface PutSmallObjectInput {

@@ -16,6 +16,11 @@ export function s3Failure(err: unknown, what: string): RekeyError {
   const status = e.$metadata?.httpStatusCode;
   const code = e.name ?? e.Code ?? 'Error';
   const message = `${what}: ${code}${status ? ` (HTTP ${status})` : ''}`;
+  // The upload, not the object, is gone: aborted under the writer (a job taken over by a second worker,
+  // a lifecycle rule). The object is still there, and another attempt may rotate it.
+  if (code === 'NoSuchUpload') {
+    return new RekeyError('s3-error', `${message}: the multipart upload was aborted meanwhile`, { cause: err });
+  }
   if (status === 412 || code === 'PreconditionFailed' || code === 'ConditionalRequestConflict' || status === 409) {
     return new RekeyError('changed', `${message}: the object changed since it was read`, { cause: err });
   }

@@ -36,12 +36,14 @@ export function partBytesFor(contentLength: number | undefined, preferred = MIN_
 }
 
 /**
- * lib-storage starts the multipart upload itself; this client wrapper records the upload id in the
- * journal before the first part is sent, and clears it when the upload completes or aborts.
+ * lib-storage starts the multipart upload itself; this client wrapper records the intent before the
+ * upload is created and its id before the first part is sent, and clears it when the upload completes
+ * or aborts.
  */
 function journaling(s3: S3Client, snapshot: ObjectSnapshot, journal: UploadJournal): S3Client {
   const ref = (uploadId: string) => ({ bucket: snapshot.bucket, key: snapshot.key, uploadId });
   const send = async (command: Parameters<S3Client['send']>[0]) => {
+    if (command instanceof CreateMultipartUploadCommand) await journal.starting({ bucket: snapshot.bucket, key: snapshot.key, at: Date.now() });
     const out = (await s3.send(command as never)) as { UploadId?: string };
     if (command instanceof CreateMultipartUploadCommand && out.UploadId) await journal.started(ref(out.UploadId));
     if (command instanceof CompleteMultipartUploadCommand || command instanceof AbortMultipartUploadCommand) {

@@ -113,6 +113,8 @@ export async function readTagging(s3: S3Client, snapshot: ObjectSnapshot): Promi
 export interface SmallObject {
   readonly body: Buffer;
   readonly etag: string;
+  /** Set in a versioned bucket: the exact version read. */
+  readonly versionId: string | undefined;
   readonly metadata: Readonly<Record<string, string>>;
   readonly headers: ContentHeaders;
 }
@@ -123,16 +125,17 @@ export async function readSmallObject(
   bucket: string,
   key: string,
   maxBytes = 64 * 1024,
+  versionId?: string,
 ): Promise<SmallObject | undefined> {
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
     /* Precondition: an instruction file is a few hundred bytes; a huge one is not ours to buffer. */
     if ((out.ContentLength ?? 0) > maxBytes) {
       out.Body?.transformToWebStream().cancel().catch(() => undefined);
       throw new RekeyError('bad-metadata', `s3://${bucket}/${key} is ${out.ContentLength} bytes, too large for an instruction file`);
     }
     const body = Buffer.from((await out.Body?.transformToByteArray()) ?? []);
-    return { body, etag: out.ETag ?? '', metadata: out.Metadata ?? {}, headers: pick(out, CONTENT_HEADERS) };
+    return { body, etag: out.ETag ?? '', versionId: out.VersionId, metadata: out.Metadata ?? {}, headers: pick(out, CONTENT_HEADERS) };
   } catch (err) {
     if (err instanceof RekeyError) throw err;
     const failure = s3Failure(err, `GET s3://${bucket}/${key}`);

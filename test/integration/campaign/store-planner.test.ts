@@ -38,7 +38,7 @@ describe('campaign store and planner', () => {
     const id = await store.create(spec([]));
     const a = { bucket: 'b', key: 'a' };
     const b = { bucket: 'b', key: 'b' };
-    await store.addPlanned(id, 2, 0, 'end');
+    assert.equal(await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: 2 }), 'advanced');
     await store.completePlan(id);
     assert.equal((await store.status(id)).state, 'running');
     assert.equal(await store.record(id, rotated(a, 'rewrap', { bytesRead: 10, bytesWritten: 10 })), true);

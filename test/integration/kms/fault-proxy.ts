@@ -1,12 +1,14 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { buffer } from 'node:stream/consumers';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * A fault-injecting HTTP proxy in front of a real server (moto, MinIO, local-kms): requests pass
  * through unchanged, Host header and SigV4 signature included, except those a fault rule picks, which
- * get a canned answer, a TCP reset, or a delay before they pass. Every request is recorded, so tests
- * can count what really went over the wire.
+ * get a canned answer, a TCP reset, a delay before they pass, a reset after the server acted (the
+ * answer is lost), or are held until the test releases them (to kill a client at that exact moment).
+ * Every request is recorded, so tests can count what really went over the wire.
  */
 
 export type Fault =
@@ -17,7 +19,11 @@ export type Fault =
       readonly body?: string;
     }
   | { readonly kind: 'reset' }
-  | { readonly kind: 'delay'; readonly ms: number };
+  | { readonly kind: 'delay'; readonly ms: number }
+  /** The request reaches the server, which acts on it; the client's connection is then reset unanswered. */
+  | { readonly kind: 'drop-response' }
+  /** The request waits in the proxy until {@link FaultProxy.release}; see {@link FaultProxy.nextHeld}. */
+  | { readonly kind: 'hold' };
 
 export type FaultKind = Fault['kind'];
 
@@ -46,8 +52,15 @@ export interface ProxiedRequest {
   readonly path: string;
   /** Lowercased names, as node:http gives them. */
   readonly headers: IncomingHttpHeaders;
+  /** The request body, only when the proxy was started with `inspectBodies`. */
+  readonly body?: Buffer;
   /** The fault applied, or undefined when the request passed through untouched. */
   readonly fault: FaultKind | undefined;
+}
+
+/** A request parked by a `hold` fault; {@link FaultProxy.release} forwards or drops it. */
+export interface HeldRequest {
+  readonly request: Omit<ProxiedRequest, 'fault'>;
 }
 
 export type RequestMatcher = (request: Omit<ProxiedRequest, 'fault'>) => boolean;
@@ -72,6 +85,11 @@ export interface FaultProxyOptions {
   readonly target: string;
   /** Source of randomness for `probability`; pass `seededRandom(n)` for a repeatable run. */
   readonly random?: () => number;
+  /**
+   * Buffer each request body before the rules see it, so a rule can match on content (a KMS call's
+   * CiphertextBlob). For small-bodied APIs only: bodies are held in memory.
+   */
+  readonly inspectBodies?: boolean;
 }
 
 /** mulberry32: a tiny PRNG, so a test's fault pattern is the same on every run. */
@@ -91,20 +109,32 @@ interface ActiveRule {
   remaining: number;
 }
 
+interface Parked {
+  readonly held: HeldRequest;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly body: Buffer;
+}
+
 export class FaultProxy {
   readonly url: string;
   private readonly server: http.Server;
   private readonly target: URL;
   private readonly random: () => number;
+  private readonly inspectBodies: boolean;
   private rules: ActiveRule[] = [];
   private readonly log: ProxiedRequest[] = [];
+  private readonly parked = new Map<HeldRequest, Parked>();
+  private heldWaiters: ((held: HeldRequest) => void)[] = [];
+  private unclaimed: HeldRequest[] = [];
   private inFlight = 0;
   private peak = 0;
 
-  private constructor(server: http.Server, target: URL, random: () => number) {
+  private constructor(server: http.Server, target: URL, random: () => number, inspectBodies: boolean) {
     this.server = server;
     this.target = target;
     this.random = random;
+    this.inspectBodies = inspectBodies;
     this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   }
 
@@ -117,8 +147,8 @@ export class FaultProxy {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', resolve);
     });
-    const proxy = new FaultProxy(server, target, options.random ?? Math.random);
-    server.on('request', (req, res) => proxy.handle(req, res));
+    const proxy = new FaultProxy(server, target, options.random ?? Math.random, options.inspectBodies ?? false);
+    server.on('request', (req, res) => void proxy.handle(req, res));
     return proxy;
   }
 
@@ -147,7 +177,43 @@ export class FaultProxy {
     return this.peak;
   }
 
+  /** Requests parked by a `hold` fault and not yet released. */
+  get held(): readonly HeldRequest[] {
+    return [...this.parked.keys()];
+  }
+
+  /** Resolves with the next request a `hold` fault parks (or one parked already and not yet handed out). */
+  nextHeld(timeoutMs: number): Promise<HeldRequest> {
+    const waiting = this.unclaimed.shift();
+    if (waiting) return Promise.resolve(waiting);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.heldWaiters = this.heldWaiters.filter((w) => w !== waiter);
+        reject(new Error(`no request was held within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const waiter = (held: HeldRequest) => {
+        clearTimeout(timer);
+        resolve(held);
+      };
+      this.heldWaiters.push(waiter);
+    });
+  }
+
+  /**
+   * `forward`: the held request goes to the server as it was sent, even if its client died meanwhile
+   * (a request already on the wire when the sender was killed). `drop`: it never reaches the server.
+   */
+  release(held: HeldRequest, how: 'forward' | 'drop'): void {
+    const parked = this.parked.get(held);
+    if (!parked) throw new Error('that request is not held (released already?)');
+    this.parked.delete(held);
+    this.unclaimed = this.unclaimed.filter((h) => h !== held);
+    if (how === 'drop') parked.req.socket.destroy();
+    else this.forward(parked.req, parked.res, parked.body);
+  }
+
   async close(): Promise<void> {
+    for (const held of this.held) this.release(held, 'drop');
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     // SDK clients keep connections alive; without this, close() would wait for their idle timeout.
     this.server.closeAllConnections();
@@ -165,19 +231,26 @@ export class FaultProxy {
     return undefined;
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const seen = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers };
-    const fault = this.pick(seen);
-    this.log.push({ ...seen, fault: fault?.kind });
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.inFlight += 1;
     this.peak = Math.max(this.peak, this.inFlight);
     res.once('close', () => {
       this.inFlight -= 1;
     });
-    void this.apply(fault, req, res);
+    const body = this.inspectBodies ? await buffer(req).catch(() => Buffer.alloc(0)) : undefined;
+    const seen = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, ...(body ? { body } : {}) };
+    const fault = this.pick(seen);
+    this.log.push({ ...seen, fault: fault?.kind });
+    await this.apply(fault, seen, req, res, body);
   }
 
-  private async apply(fault: Fault | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async apply(
+    fault: Fault | undefined,
+    seen: Omit<ProxiedRequest, 'fault'>,
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer | undefined,
+  ): Promise<void> {
     switch (fault?.kind) {
       case 'respond':
         req.resume();
@@ -189,15 +262,30 @@ export class FaultProxy {
         return;
       case 'delay':
         await sleep(fault.ms);
-        this.forward(req, res);
+        this.forward(req, res, body);
+        return;
+      case 'drop-response':
+        this.forward(req, res, body, () => req.socket.resetAndDestroy());
+        return;
+      case 'hold':
+        this.park(seen, req, res, body ?? (await buffer(req)));
         return;
       case undefined:
-        this.forward(req, res);
+        this.forward(req, res, body);
         return;
     }
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse): void {
+  private park(request: Omit<ProxiedRequest, 'fault'>, req: IncomingMessage, res: ServerResponse, body: Buffer): void {
+    const held: HeldRequest = { request };
+    this.parked.set(held, { held, req, res, body });
+    const waiter = this.heldWaiters.shift();
+    if (waiter) waiter(held);
+    else this.unclaimed.push(held);
+  }
+
+  /** Sends the request on, from `body` when it was buffered; `answered` replaces passing the answer back. */
+  private forward(req: IncomingMessage, res: ServerResponse, body?: Buffer, answered?: () => void): void {
     const upstream = http.request(
       {
         host: this.target.hostname,
@@ -207,14 +295,25 @@ export class FaultProxy {
         headers: req.headers,
       },
       (answer) => {
+        if (answered) {
+          answer.resume();
+          answer.once('end', answered);
+          return;
+        }
+        if (res.destroyed) {
+          answer.resume();
+          return;
+        }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
       },
     );
     upstream.on('error', () => {
+      if (res.destroyed) return;
       if (res.headersSent) res.destroy();
       else res.writeHead(502).end();
     });
-    req.pipe(upstream);
+    if (body) upstream.end(body);
+    else req.pipe(upstream);
   }
 }

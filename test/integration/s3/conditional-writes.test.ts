@@ -50,6 +50,7 @@ function recordingJournal() {
   return {
     open,
     seen,
+    async starting() {},
     async started(u: UploadRef) {
       open.set(u.uploadId, u);
       seen.push(u);

@@ -1,0 +1,332 @@
+import { createHash } from 'node:crypto';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import pLimit from 'p-limit';
+import { FormatError, RekeyError, reasonOf, type ReasonCode } from '../errors.js';
+import {
+  INSTRUCTION_FILE_MARKER,
+  inspectMetadata,
+  isKmsWrap,
+  normaliseMetadata,
+  parseInstructionFileKey,
+  type FormatVersion,
+  type WrappedKey,
+} from '../formats/index.js';
+import type { KmsBatcher, RewrapRequest } from '../kms/batcher.js';
+import { s3Failure } from '../s3/errors.js';
+import { headObject } from '../s3/snapshot.js';
+import { INSTRUCTION_SUFFIX, listEntries, type ListedEntry } from './sources.js';
+
+/**
+ * `rekey audit`: which objects, versions and instruction files still hold a data key wrapped under a
+ * KMS key, so the user knows when the key can be scheduled for deletion. The key of a wrapped data key
+ * is learnt without ever holding a plaintext data key: KMS ReEncrypt of the wrapped key (with its
+ * stored context) to a probe key answers with `SourceKeyId`, and the new ciphertext is dropped. The
+ * legacy `kms` wrap names its key in the context (`kms_cmk_id`), but a context is only what a writer
+ * claimed, so it is probed all the same. Objects sharing a data key cost one call: per page through
+ * KmsBatcher.rewrapMany, and across pages through a bounded cache.
+ */
+
+export interface AuditOptions {
+  readonly bucket: string;
+  readonly prefix?: string;
+  /** The key asked about, as KMS names keys in responses (an ARN). */
+  readonly keyArn: string;
+  /** ReEncrypt's destination; the audited key by default. Another key when that one refuses ReEncryptTo. */
+  readonly probeKeyId?: string;
+  /** Noncurrent versions too (ListObjectVersions). */
+  readonly includeVersions?: boolean;
+  /** S3 requests in flight at once. */
+  readonly s3Concurrency?: number;
+  /** Distinct wrapped keys remembered across pages. */
+  readonly cacheSize?: number;
+}
+
+export interface AuditDeps {
+  readonly s3: S3Client;
+  /** Paced by the rate limiter it was built with. */
+  readonly kms: KmsBatcher;
+}
+
+/** Where a wrapped key was found: in an object's metadata, or in an instruction file (its own S3 object). */
+export type CarrierKind = 'object' | 'instruction-file';
+
+/** One object, version or instruction file that still depends on the key, or that could not be told. */
+export interface AuditFinding {
+  readonly status: 'under-key' | 'unreadable';
+  readonly bucket: string;
+  readonly key: string;
+  readonly versionId: string | undefined;
+  readonly isLatest: boolean;
+  readonly kind: CarrierKind;
+  readonly format: FormatVersion | undefined;
+  readonly wrapAlgorithm: string | undefined;
+  /** The key KMS named as the wrapped key's (`under-key`). */
+  readonly keyId: string | undefined;
+  /** `kms_cmk_id` of a legacy `kms` wrap: the key the writer claimed. */
+  readonly namedKeyId: string | undefined;
+  readonly reason: ReasonCode | undefined;
+  readonly message: string | undefined;
+  readonly lastModified: string | undefined;
+}
+
+export interface AuditSummary {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly keyArn: string;
+  readonly includeVersions: boolean;
+  readonly scanned: { objects: number; noncurrentVersions: number; instructionFiles: number };
+  readonly underKey: { total: number; noncurrent: number; byFormat: Record<string, number>; byKind: Record<CarrierKind, number> };
+  /** KMS-wrapped under another key. */
+  readonly otherKeys: number;
+  /** Wrapped with a raw AES or RSA key, not KMS. */
+  readonly notKms: number;
+  readonly notEncrypted: number;
+  /** Objects whose wrapped key lives in `<key>.instruction`, which is audited as an entry of its own. */
+  readonly keyInInstructionFile: number;
+  /** Listed, then deleted before they were read. */
+  readonly gone: number;
+  readonly unreadable: { total: number; byReason: Record<string, number> };
+  /** ReEncrypt probes sent: one per distinct wrapped key and context. */
+  readonly kmsProbes: number;
+}
+
+/** What one entry turned out to be before KMS is asked. */
+type Classified = { readonly carrier: CarrierKind } & (
+  | { readonly kind: 'wrapped'; readonly wrapped: WrappedKey }
+  | { readonly kind: 'not-kms' | 'not-encrypted' | 'in-instruction-file' | 'gone' }
+  | { readonly kind: 'unreadable'; readonly reason: ReasonCode; readonly message: string }
+);
+
+type ProbeResult = { readonly ok: true; readonly keyId: string } | { readonly ok: false; readonly reason: ReasonCode; readonly message: string };
+
+/** Audits a bucket (or a prefix), page by page; memory stays one page plus the probe cache. */
+export async function auditKeyUsage(deps: AuditDeps, options: AuditOptions, onFinding: (finding: AuditFinding) => void): Promise<AuditSummary> {
+  const tally = new Tally(options);
+  const probes = new ProbeCache(options.cacheSize ?? 100_000);
+  const limit = pLimit(options.s3Concurrency ?? 16);
+  const at = { bucket: options.bucket, prefix: options.prefix ?? '' };
+  for await (const page of listEntries(deps.s3, at, undefined, options.includeVersions === true)) {
+    const classified = await Promise.all(page.entries.map((entry) => limit(() => classify(deps.s3, options.bucket, entry))));
+    await probe(deps.kms, probes, classified, options.probeKeyId ?? options.keyArn);
+    page.entries.forEach((entry, i) => {
+      const finding = tally.count(entry, classified[i]!, probes);
+      if (finding) onFinding(finding);
+    });
+  }
+  return tally.summary(probes.sent);
+}
+
+async function classify(s3: S3Client, bucket: string, entry: ListedEntry): Promise<Classified> {
+  try {
+    if (entry.key.endsWith(INSTRUCTION_SUFFIX)) {
+      const file = await classifyInstructionFile(s3, bucket, entry);
+      if (file) return file;
+    }
+    return await classifyObject(s3, bucket, entry);
+  } catch (err) {
+    const reason = reasonOf(err);
+    if (reason === 'gone') return { kind: 'gone', carrier: 'object' };
+    return { kind: 'unreadable', carrier: 'object', reason, message: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+async function classifyObject(s3: S3Client, bucket: string, entry: ListedEntry): Promise<Classified> {
+  const snapshot = await headObject(s3, bucket, entry.key, entry.versionId);
+  let inspection;
+  try {
+    inspection = inspectMetadata(snapshot.metadata);
+  } catch (err) {
+    if (err instanceof FormatError) return { kind: 'unreadable', carrier: 'object', reason: err.reason, message: err.message };
+    throw err;
+  }
+  if (inspection.kind === 'envelope') return wrappedIn('object', inspection.envelope);
+  // No key in the metadata: an instruction file holds it (audited as an entry of its own), or nothing does.
+  if (await exists(s3, bucket, `${entry.key}${INSTRUCTION_SUFFIX}`)) return { kind: 'in-instruction-file', carrier: 'object' };
+  return inspection.kind === 'needs-instruction-file'
+    ? { kind: 'unreadable', carrier: 'object', reason: 'missing-instruction-file', message: 'V3 object whose instruction file is missing' }
+    : { kind: 'not-encrypted', carrier: 'object' };
+}
+
+/**
+ * An instruction file read on its own: an old version may belong to an object version that changed
+ * since. Undefined when the object only happens to end in `.instruction` and is data.
+ */
+async function classifyInstructionFile(s3: S3Client, bucket: string, entry: ListedEntry): Promise<Classified | undefined> {
+  let out;
+  try {
+    out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: entry.key, VersionId: entry.versionId }));
+  } catch (err) {
+    throw s3Failure(err, `GET s3://${bucket}/${entry.key}`);
+  }
+  const marked = Object.hasOwn(normaliseMetadata(out.Metadata ?? {}), INSTRUCTION_FILE_MARKER);
+  /* Precondition: an instruction file is a few hundred bytes; anything large is data. */
+  if ((out.ContentLength ?? 0) > 64 * 1024) {
+    await out.Body?.transformToWebStream().cancel();
+    return undefined;
+  }
+  const body = await out.Body!.transformToByteArray();
+  try {
+    return wrappedIn('instruction-file', parseInstructionFileKey(body));
+  } catch (err) {
+    if (!(err instanceof FormatError) || !marked) return undefined;
+    return { kind: 'unreadable', carrier: 'instruction-file', reason: err.reason, message: err.message };
+  }
+}
+
+function wrappedIn(carrier: CarrierKind, wrapped: WrappedKey): Classified {
+  return isKmsWrap(wrapped.wrapAlgorithm) ? { kind: 'wrapped', carrier, wrapped } : { kind: 'not-kms', carrier };
+}
+
+async function exists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await headObject(s3, bucket, key);
+    return true;
+  } catch (err) {
+    if (err instanceof RekeyError && err.reason === 'gone') return false;
+    throw err;
+  }
+}
+
+/** A wrapped key and its context, digested: the cache holds no ciphertext. */
+function probeId(wrapped: WrappedKey): string {
+  const context = JSON.stringify(Object.entries(wrapped.encryptionContext).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return createHash('sha256').update(wrapped.encryptedDataKey).update('\n').update(context).digest('base64');
+}
+
+/** Probes every wrapped key of a page the cache does not know yet: one ReEncrypt per distinct key. */
+async function probe(kms: KmsBatcher, cache: ProbeCache, classified: readonly Classified[], probeKeyId: string): Promise<void> {
+  const fresh = new Map<string, RewrapRequest>();
+  for (const c of classified) {
+    if (c.kind !== 'wrapped') continue;
+    const id = probeId(c.wrapped);
+    if (cache.has(id) || fresh.has(id)) continue;
+    const context = c.wrapped.encryptionContext;
+    fresh.set(id, { wrappedKey: c.wrapped.encryptedDataKey, sourceContext: context, destinationContext: context });
+  }
+  if (fresh.size === 0) return;
+  const results = await kms.rewrapMany([...fresh.values()], probeKeyId);
+  [...fresh.keys()].forEach((id, i) => {
+    const r = results[i]!;
+    // The ciphertext under the probe key is of no use and is dropped here.
+    cache.set(id, r.ok ? { ok: true, keyId: r.sourceKeyId } : { ok: false, reason: r.error.reason, message: r.error.message });
+  });
+}
+
+/** Probe results by wrapped-key digest, oldest forgotten first: data keys shared by writers recur close together. */
+class ProbeCache {
+  private readonly entries = new Map<string, ProbeResult>();
+  sent = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
+  get(id: string): ProbeResult | undefined {
+    return this.entries.get(id);
+  }
+
+  set(id: string, result: ProbeResult): void {
+    this.sent += 1;
+    this.entries.set(id, result);
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+  }
+}
+
+class Tally {
+  private readonly scanned = { objects: 0, noncurrentVersions: 0, instructionFiles: 0 };
+  private readonly underKey = { total: 0, noncurrent: 0, byFormat: {} as Record<string, number>, byKind: { object: 0, 'instruction-file': 0 } };
+  private readonly unreadable = { total: 0, byReason: {} as Record<string, number> };
+  private otherKeys = 0;
+  private notKms = 0;
+  private notEncrypted = 0;
+  private keyInInstructionFile = 0;
+  private gone = 0;
+
+  constructor(private readonly options: AuditOptions) {}
+
+  /** Counts one entry; returns it as a finding when it is under the key or cannot be told. */
+  count(entry: ListedEntry, c: Classified, cache: ProbeCache): AuditFinding | undefined {
+    if (c.carrier === 'instruction-file') this.scanned.instructionFiles += 1;
+    else if (entry.isLatest) this.scanned.objects += 1;
+    else this.scanned.noncurrentVersions += 1;
+    switch (c.kind) {
+      case 'not-kms':
+        this.notKms += 1;
+        return undefined;
+      case 'not-encrypted':
+        this.notEncrypted += 1;
+        return undefined;
+      case 'in-instruction-file':
+        this.keyInInstructionFile += 1;
+        return undefined;
+      case 'gone':
+        this.gone += 1;
+        return undefined;
+      case 'unreadable':
+        return this.cannotTell(entry, c.carrier, undefined, c.reason, c.message);
+      case 'wrapped': {
+        const result = cache.get(probeId(c.wrapped))!;
+        if (!result.ok) return this.cannotTell(entry, c.carrier, c.wrapped, result.reason, result.message);
+        if (result.keyId !== this.options.keyArn) {
+          this.otherKeys += 1;
+          return undefined;
+        }
+        this.underKey.total += 1;
+        if (!entry.isLatest) this.underKey.noncurrent += 1;
+        this.underKey.byFormat[c.wrapped.version] = (this.underKey.byFormat[c.wrapped.version] ?? 0) + 1;
+        this.underKey.byKind[c.carrier] += 1;
+        return finding(this.options.bucket, entry, c.carrier, c.wrapped, { status: 'under-key', keyId: result.keyId });
+      }
+    }
+  }
+
+  private cannotTell(entry: ListedEntry, carrier: CarrierKind, wrapped: WrappedKey | undefined, reason: ReasonCode, message: string): AuditFinding {
+    this.unreadable.total += 1;
+    this.unreadable.byReason[reason] = (this.unreadable.byReason[reason] ?? 0) + 1;
+    return finding(this.options.bucket, entry, carrier, wrapped, { status: 'unreadable', reason, message });
+  }
+
+  summary(kmsProbes: number): AuditSummary {
+    return {
+      bucket: this.options.bucket,
+      prefix: this.options.prefix ?? '',
+      keyArn: this.options.keyArn,
+      includeVersions: this.options.includeVersions === true,
+      scanned: this.scanned,
+      underKey: this.underKey,
+      otherKeys: this.otherKeys,
+      notKms: this.notKms,
+      notEncrypted: this.notEncrypted,
+      keyInInstructionFile: this.keyInInstructionFile,
+      gone: this.gone,
+      unreadable: this.unreadable,
+      kmsProbes,
+    };
+  }
+}
+
+function finding(
+  bucket: string,
+  entry: ListedEntry,
+  kind: CarrierKind,
+  wrapped: WrappedKey | undefined,
+  result: Pick<AuditFinding, 'status'> & Partial<Pick<AuditFinding, 'keyId' | 'reason' | 'message'>>,
+): AuditFinding {
+  return {
+    status: result.status,
+    bucket,
+    key: entry.key,
+    versionId: entry.versionId,
+    isLatest: entry.isLatest,
+    kind,
+    format: wrapped?.version,
+    wrapAlgorithm: wrapped?.wrapAlgorithm,
+    keyId: result.keyId,
+    namedKeyId: wrapped?.wrapAlgorithm === 'kms' ? wrapped.encryptionContext.kms_cmk_id : undefined,
+    reason: result.reason,
+    message: result.message,
+    lastModified: entry.lastModified?.toISOString(),
+  };
+}

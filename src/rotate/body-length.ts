@@ -1,0 +1,24 @@
+import { GCM_MAX_PLAINTEXT_LENGTH, GCM_TAG_LENGTH } from '../crypto/cores.js';
+import { FormatError } from '../errors.js';
+import { CBC, type Envelope } from '../formats/index.js';
+
+/**
+ * What the object's size alone proves, checked from HEAD before any KMS call, so that both modes
+ * refuse the same objects and a rekey never streams gigabytes to learn it (formats.md §1.4): a GCM
+ * body is ciphertext‖tag, so never shorter than the tag, and one GCM key and IV cover at most
+ * 2^36−32 bytes of plaintext, whatever the body or the recorded length claims.
+ */
+export function checkBodyLength(size: number, envelope: Envelope): void {
+  const recorded = envelope.unencryptedContentLength;
+  if (recorded !== undefined && recorded > GCM_MAX_PLAINTEXT_LENGTH) {
+    throw new FormatError('too-large', `the recorded plaintext length ${recorded} exceeds the GCM limit of ${GCM_MAX_PLAINTEXT_LENGTH} bytes`);
+  }
+  // CBC content has no tag, and a CBC body too long for GCM is caught while a rekey streams it.
+  if (envelope.contentCipher === CBC) return;
+  if (size < GCM_TAG_LENGTH) {
+    throw new FormatError('truncated', `the body is ${size} bytes, shorter than its ${GCM_TAG_LENGTH}-byte GCM tag`);
+  }
+  if (size - GCM_TAG_LENGTH > GCM_MAX_PLAINTEXT_LENGTH) {
+    throw new FormatError('too-large', `the body is ${size} bytes, beyond the GCM limit of ${GCM_MAX_PLAINTEXT_LENGTH} bytes of plaintext`);
+  }
+}

@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { CampaignStore } from '../../src/campaign/store.js';
+import { FaultProxy } from '../integration/kms/fault-proxy.js';
+import { freshBucket, freshKmsKey, openStack, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
+import { assertAllDecrypt, assertOneOutcomeEach, openUploads, rawObject, startCampaign, waitForCampaign, type RawObject } from './support/campaign.js';
+import { WorkerFleet } from './support/fleet.js';
+import { s3KeyOf, s3Operation } from './support/s3-ops.js';
+import { putSealed, seal } from './support/sealed.js';
+
+const MiB = 1024 * 1024;
+
+/**
+ * design.md invariant 1 at its sharpest point: a worker is SIGKILLed after its last part upload and
+ * before CompleteMultipartUpload. A fault proxy in front of the strict S3 (versitygw, which enforces
+ * If-Match on completion) holds the completion requests, so the kill lands exactly there.
+ */
+describe('a worker killed between its last part upload and CompleteMultipartUpload', () => {
+  let stack: TestStack;
+  let store: CampaignStore;
+  let oldKey: TestKey;
+  let newKey: TestKey;
+
+  before(async () => {
+    stack = openStack(strictS3());
+    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
+    oldKey = await freshKmsKey(stack.kms, 'old');
+    newKey = await freshKmsKey(stack.kms, 'new');
+  });
+  after(() => stack.close());
+
+  test('the original stays byte-identical until a replacement completes; a new worker aborts the leftover and finishes', async () => {
+    const bucket = await freshBucket(stack.s3);
+    // Two multipart-sized objects: the completion of one never reaches S3 (the request died with the
+    // worker), the other's reaches S3 after the worker is dead (it was already on the wire).
+    const keys = ['dropped', 'landed'];
+    const expected = [];
+    for (const key of keys) {
+      const sealed = await seal(stack.kms, randomBytes(20 * MiB + 123), { kmsKeyId: oldKey.keyId, format: key === 'dropped' ? 'v2' : 'v3' });
+      await putSealed(stack.s3, bucket, key, sealed);
+      expected.push({ key, sha256: sealed.plaintextSha256 });
+    }
+    const before = new Map<string, RawObject>();
+    for (const key of keys) before.set(key, await rawObject(stack.s3, bucket, key));
+
+    const proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
+    proxy.inject({ fault: { kind: 'hold' }, match: s3Operation('CompleteMultipartUpload') });
+    const fleet = new WorkerFleet({ config: stack.config });
+    try {
+      const { id } = await startCampaign(stack.config, { bucket, mode: 'rekey', targetKey: newKey.keyId });
+      const doomed = fleet.start({ AWS_ENDPOINT_URL_S3: proxy.url });
+      const held = [await proxy.nextHeld(90_000), await proxy.nextHeld(90_000)];
+      const heldFor = new Map(held.map((h) => [s3KeyOf(h.request.path), h]));
+      assert.deepEqual([...heldFor.keys()].sort(), [...keys].sort());
+
+      assert.equal((await openUploads(stack.s3, bucket)).length, 2, 'every part is uploaded, no upload is complete');
+      assert.equal((await store.journal(id).open()).length, 2, 'both uploads are journaled before the kill');
+      await fleet.kill(doomed);
+      for (const key of keys) assert.deepEqual(await rawObject(stack.s3, bucket, key), before.get(key), `${key} is untouched while its replacement is pending`);
+
+      proxy.release(heldFor.get('dropped')!, 'drop');
+      proxy.release(heldFor.get('landed')!, 'forward');
+      await untilChanged(stack, bucket, 'landed', before.get('landed')!);
+      assert.deepEqual(await rawObject(stack.s3, bucket, 'dropped'), before.get('dropped'), 'an upload that never completed changes nothing');
+      assert.equal((await openUploads(stack.s3, bucket)).length, 1, 'the dropped upload is left open by the dead worker');
+
+      fleet.start();
+      const final = await waitForCampaign(store, id, { timeoutMs: 120_000 });
+      const outcomes = await assertOneOutcomeEach(store, id, bucket, keys);
+      assert.equal(outcomes.get('dropped')?.outcome, 'rotated', outcomes.get('dropped')?.message);
+      // The completion that landed after the kill rotated the object; it is never rotated twice.
+      assert.equal(`${outcomes.get('landed')?.outcome}:${outcomes.get('landed')?.reason}`, 'skipped:already-rotated');
+      assert.equal(final.failed, 0);
+      assert.deepEqual(await openUploads(stack.s3, bucket), [], 'the leftover upload was aborted');
+      assert.deepEqual(await store.journal(id).open(), [], 'and its journal entry cleared');
+      assert.deepEqual(await assertAllDecrypt(stack, bucket, expected), new Map([[newKey.arn, 2]]));
+    } finally {
+      await fleet.stopAll();
+      await proxy.close();
+    }
+  });
+});
+
+/**
+ * The other end of the window: S3 creates the upload, but the worker dies before the answer arrives,
+ * so the upload id never reaches the journal.
+ */
+describe('a worker killed while its CreateMultipartUpload is on the wire', () => {
+  let stack: TestStack;
+  let store: CampaignStore;
+  let oldKey: TestKey;
+  let newKey: TestKey;
+
+  before(async () => {
+    stack = openStack(strictS3());
+    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
+    oldKey = await freshKmsKey(stack.kms, 'old');
+    newKey = await freshKmsKey(stack.kms, 'new');
+  });
+  after(() => stack.close());
+
+  test('the upload S3 made for the dead worker is aborted too', async () => {
+    const bucket = await freshBucket(stack.s3);
+    const sealed = await seal(stack.kms, randomBytes(17 * MiB), { kmsKeyId: oldKey.keyId, format: 'v2' });
+    await putSealed(stack.s3, bucket, 'big', sealed);
+    const before = await rawObject(stack.s3, bucket, 'big');
+    const proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
+    proxy.inject({ fault: { kind: 'hold' }, match: s3Operation('CreateMultipartUpload') });
+    const fleet = new WorkerFleet({ config: stack.config });
+    try {
+      const { id } = await startCampaign(stack.config, { bucket, mode: 'rekey', targetKey: newKey.keyId });
+      const doomed = fleet.start({ AWS_ENDPOINT_URL_S3: proxy.url });
+      const held = await proxy.nextHeld(90_000);
+      await fleet.kill(doomed);
+      proxy.release(held, 'forward');
+      await untilUploads(stack, bucket, 1);
+      assert.deepEqual(await rawObject(stack.s3, bucket, 'big'), before);
+
+      fleet.start();
+      await waitForCampaign(store, id, { timeoutMs: 120_000 });
+      const outcomes = await assertOneOutcomeEach(store, id, bucket, ['big']);
+      assert.equal(outcomes.get('big')?.outcome, 'rotated', outcomes.get('big')?.message);
+      assert.deepEqual(await openUploads(stack.s3, bucket), [], 'no multipart upload is left open');
+      assert.deepEqual(await assertAllDecrypt(stack, bucket, [{ key: 'big', sha256: sealed.plaintextSha256 }]), new Map([[newKey.arn, 1]]));
+    } finally {
+      await fleet.stopAll();
+      await proxy.close();
+    }
+  });
+});
+
+async function untilUploads(stack: TestStack, bucket: string, count: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ((await openUploads(stack.s3, bucket)).length === count) return;
+    await sleep(100);
+  }
+  throw new Error(`${bucket} never had ${count} open uploads`);
+}
+
+async function untilChanged(stack: TestStack, bucket: string, key: string, was: RawObject): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ((await rawObject(stack.s3, bucket, key)).etag !== was.etag) return;
+    await sleep(100);
+  }
+  throw new Error(`${key} did not change after its completion was forwarded`);
+}
