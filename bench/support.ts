@@ -1,0 +1,195 @@
+/**
+ * What the end-to-end benchmarks share: the S3 endpoints of the local stack, sizes from the environment,
+ * throw-away buckets, and the figures every report prints.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { DeleteObjectsCommand, DeleteBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import type { Config } from '../src/config/config.js';
+import { strictS3 } from '../test/helpers/stack.js';
+
+export const MiB = 1024 * 1024;
+
+export type EndpointName = 'moto' | 'versitygw';
+
+export const ENDPOINT_NAMES: readonly EndpointName[] = ['moto', 'versitygw'];
+
+/** moto is the default S3 endpoint of the stack; versitygw the strict one (REKEY_STRICT_S3_ENDPOINT). */
+export function endpointOverrides(name: EndpointName): Partial<Config> {
+  return name === 'moto' ? {} : strictS3();
+}
+
+/** A positive number from the environment, or the default; anything else stops the run before it starts. */
+export function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!(value > 0 && Number.isFinite(value))) throw new RangeError(`${name} must be a positive number, got ${raw}`);
+  return value;
+}
+
+/** A comma-separated list of endpoint names from the environment, in the order given. */
+export function envEndpoints(name: string, fallback: readonly EndpointName[]): EndpointName[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return [...fallback];
+  return raw.split(',').map((part) => {
+    const endpoint = part.trim() as EndpointName;
+    if (!ENDPOINT_NAMES.includes(endpoint)) throw new RangeError(`${name}: unknown endpoint ${part}; use ${ENDPOINT_NAMES.join(', ')}`);
+    return endpoint;
+  });
+}
+
+/** Deletes every object of a bucket and the bucket: moto holds objects in memory, versitygw on disk. */
+export async function dropBucket(s3: S3Client, bucket: string): Promise<void> {
+  for (;;) {
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1000 }));
+    const keys = (listed.Contents ?? []).map((o) => ({ Key: o.Key! }));
+    if (keys.length === 0) break;
+    await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
+  }
+  await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+}
+
+export function seconds(startedNs: bigint): number {
+  return Number(process.hrtime.bigint() - startedNs) / 1e9;
+}
+
+/** MB = 10^6 bytes, as docs/benchmarks.md counts. */
+export function mbPerSecond(bytes: number, secs: number): number {
+  return bytes / secs / 1e6;
+}
+
+export interface Spread {
+  readonly min: number;
+  readonly median: number;
+  readonly max: number;
+}
+
+export function spread(values: readonly number[]): Spread {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  const median = sorted.length % 2 === 1 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { min: sorted[0]!, median, max: sorted[sorted.length - 1]! };
+}
+
+export function formatSpread(s: Spread, digits = 0): string {
+  return `median ${s.median.toFixed(digits)} (min ${s.min.toFixed(digits)}, max ${s.max.toFixed(digits)})`;
+}
+
+/** The line that says where the figures come from; the load average says how busy the shared machine was. */
+export function machineLine(): string {
+  const openssl = execFileSync('openssl', ['version'], { encoding: 'utf8' }).trim();
+  const load = loadavg().map((l) => l.toFixed(1)).join(' ');
+  return `machine: ${cpus()[0]?.model ?? 'unknown'} ×${cpus().length}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB; node ${process.version}; ${openssl}; load ${load}`;
+}
+
+const STACK_DIR = process.env['REKEY_STACK_DIR'] ?? fileURLToPath(new URL('../.stack', import.meta.url));
+const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/**
+ * CPU seconds the stack's S3 server has used so far, from /proc (utime + stime), so a benchmark can say
+ * how much of the machine the server took. Other test runs against the same server count too.
+ * `undefined` when the server was not started by this stack (no PID file) or /proc is not there.
+ */
+export function serverCpuSeconds(endpoint: EndpointName): number | undefined {
+  try {
+    const pid = readFileSync(`${STACK_DIR}/${endpoint}.pid`, 'utf8').trim();
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 of the whole line.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface Timed<T> {
+  readonly value: T;
+  readonly seconds: number;
+  /** CPU seconds of this process (main thread and worker threads) while `run` ran. */
+  readonly clientCpu: number;
+  /** CPU seconds of the S3 server meanwhile, when known. */
+  readonly serverCpu: number | undefined;
+}
+
+export async function timed<T>(endpoint: EndpointName, run: () => Promise<T>): Promise<Timed<T>> {
+  const cpu = process.cpuUsage();
+  const server = serverCpuSeconds(endpoint);
+  const started = process.hrtime.bigint();
+  const value = await run();
+  const secs = seconds(started);
+  const used = process.cpuUsage(cpu);
+  const serverAfter = serverCpuSeconds(endpoint);
+  return {
+    value,
+    seconds: secs,
+    clientCpu: (used.user + used.system) / 1e6,
+    serverCpu: server === undefined || serverAfter === undefined ? undefined : serverAfter - server,
+  };
+}
+
+/** Where the time's CPU went, in cores: this process and the S3 server. */
+export function cpuNote(t: Timed<unknown>): string {
+  const server = t.serverCpu === undefined ? '' : `, server ${(t.serverCpu / t.seconds).toFixed(2)}`;
+  return `cpu cores: bench process ${(t.clientCpu / t.seconds).toFixed(2)}${server}`;
+}
+
+export interface RequestTotals {
+  readonly count: number;
+  /** Sum of the requests' latencies (send to response, SDK retries included). */
+  readonly seconds: number;
+}
+
+/** Every S3 request of a client, counted with its latency per operation, to see where a phase's time went. */
+export class S3RequestLog {
+  readonly #totals = new Map<string, { count: number; seconds: number }>();
+
+  constructor(s3: S3Client) {
+    s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const started = performance.now();
+        try {
+          return await next(args);
+        } finally {
+          const operation = (context.commandName ?? 'Unknown').replace(/Command$/, '');
+          const totals = this.#totals.get(operation) ?? { count: 0, seconds: 0 };
+          totals.count += 1;
+          totals.seconds += (performance.now() - started) / 1000;
+          this.#totals.set(operation, totals);
+        }
+      },
+      { step: 'initialize', name: 'benchRequestLog' },
+    );
+  }
+
+  snapshot(): ReadonlyMap<string, RequestTotals> {
+    return new Map([...this.#totals].map(([operation, t]) => [operation, { ...t }]));
+  }
+
+  /** Requests per operation since `before`, with their mean latency. */
+  since(before: ReadonlyMap<string, RequestTotals>): string {
+    return this.#deltas(before)
+      .map(([operation, t]) => `${operation} ×${t.count} ${((t.seconds / t.count) * 1000).toFixed(0)} ms`)
+      .join(', ');
+  }
+
+  /**
+   * Requests in flight on average since `before` over `wallSeconds`. A request counts until its response
+   * headers arrive, so a streamed GET body is not in it: meaningful for small requests only.
+   */
+  meanInFlight(before: ReadonlyMap<string, RequestTotals>, wallSeconds: number): number {
+    return this.#deltas(before).reduce((sum, [, t]) => sum + t.seconds, 0) / wallSeconds;
+  }
+
+  #deltas(before: ReadonlyMap<string, RequestTotals>): [string, RequestTotals][] {
+    return [...this.#totals]
+      .map(([operation, now]): [string, RequestTotals] => [
+        operation,
+        { count: now.count - (before.get(operation)?.count ?? 0), seconds: now.seconds - (before.get(operation)?.seconds ?? 0) },
+      ])
+      .filter(([, t]) => t.count > 0);
+  }
+}
