@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The local stack rekey runs and tests against, on loopback only: Redis, moto (S3 + KMS), Prometheus, and
-# versitygw, a second real S3 implementation that enforces the conditions moto ignores
-# (CopySourceIfMatch, If-Match on CompleteMultipartUpload), for the tests of conditional writes.
+# The local stack rekey runs and tests against: Redis, moto (S3 + KMS), Prometheus, versitygw, a second
+# real S3 implementation that enforces the conditions moto ignores (CopySourceIfMatch, If-Match on
+# CompleteMultipartUpload), and local-kms, a second real KMS that enforces key states (disabled keys).
+# Everything binds to 127.0.0.1 except local-kms, which has no bind-address setting and listens on all
+# interfaces; tests talk to it on 127.0.0.1 only.
 #   scripts/stack.sh install   install what is missing (apt-get, a project-local Python venv)
 #   scripts/stack.sh up        install, start what is not running, wait until healthy, print the env
 #   scripts/stack.sh down      stop what this script started (by PID)
 #   scripts/stack.sh status    health of each part
 #   scripts/stack.sh env       the environment to export, e.g. eval "$(scripts/stack.sh env)"
 # Ports and the state folder are configurable: REKEY_REDIS_PORT, REKEY_MOTO_PORT, REKEY_PROMETHEUS_PORT,
-# REKEY_VERSITYGW_PORT, REKEY_STACK_DIR. Running `up` twice is harmless: a healthy part is left as it is.
+# REKEY_VERSITYGW_PORT, REKEY_LOCAL_KMS_PORT, REKEY_STACK_DIR. Running `up` twice is harmless: a healthy part is left as it is.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +20,9 @@ MOTO_PORT="${REKEY_MOTO_PORT:-5055}"
 PROMETHEUS_PORT="${REKEY_PROMETHEUS_PORT:-9099}"
 VERSITYGW_PORT="${REKEY_VERSITYGW_PORT:-7070}"
 VERSITYGW_VERSION=v1.8.0
+LOCAL_KMS_PORT="${REKEY_LOCAL_KMS_PORT:-4599}"
+# local-kms tags no Go-style versions; this pseudo-version is its commit of 2026-02-28.
+LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
 HOST=127.0.0.1
 VENV="$STACK_DIR/venv"
 
@@ -53,20 +58,22 @@ install_python() {
   echo "$want" >"$stamp"
 }
 
-install_versitygw() {
-  local bin="$STACK_DIR/bin/versitygw"
-  if [ -x "$bin" ] && [ "$(cat "$bin.version" 2>/dev/null)" = "$VERSITYGW_VERSION" ]; then return 0; fi
-  command -v go >/dev/null || die "versitygw is built with Go 1.24 or newer: install Go (https://go.dev/dl) and retry"
-  log "go install github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
-  GOBIN="$STACK_DIR/bin" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
-  echo "$VERSITYGW_VERSION" >"$bin.version"
+# go_install NAME MODULE VERSION: builds a pinned Go tool into the stack's bin folder once.
+go_install() {
+  local name="$1" module="$2" version="$3" bin="$STACK_DIR/bin/$1"
+  if [ -x "$bin" ] && [ "$(cat "$bin.version" 2>/dev/null)" = "$version" ]; then return 0; fi
+  command -v go >/dev/null || die "$name is built with Go 1.24 or newer: install Go (https://go.dev/dl) and retry"
+  log "go install $module@$version"
+  GOBIN="$STACK_DIR/bin" go install "$module@$version"
+  echo "$version" >"$bin.version"
 }
 
 cmd_install() {
   mkdir -p "$STACK_DIR"
   apt_install redis-server:redis-server redis-cli:redis-tools prometheus:prometheus promtool:prometheus curl:curl
   install_python
-  install_versitygw
+  go_install versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
+  go_install local-kms github.com/nsmithuk/local-kms "$LOCAL_KMS_VERSION"
 }
 
 alive() { local f="$STACK_DIR/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
@@ -77,6 +84,8 @@ healthy() {
     moto) curl -fsS -m 10 -o /dev/null "http://$HOST:$MOTO_PORT/" 2>/dev/null ;;
     prometheus) curl -fsS -m 10 -o /dev/null "http://$HOST:$PROMETHEUS_PORT/-/ready" 2>/dev/null ;;
     versitygw) [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$VERSITYGW_PORT/" 2>/dev/null)" = 403 ] ;;
+    local-kms) curl -fsS -m 10 -o /dev/null -X POST -H 'X-Amz-Target: TrentService.ListKeys' \
+      -H 'Content-Type: application/x-amz-json-1.1' -d '{}' "http://$HOST:$LOCAL_KMS_PORT/" 2>/dev/null ;;
   esac
 }
 
@@ -123,6 +132,9 @@ cmd_up() {
   mkdir -p "$STACK_DIR/versitygw/data" "$STACK_DIR/versitygw/versions"
   spawn versitygw "$STACK_DIR/bin/versitygw" --port "$HOST:$VERSITYGW_PORT" --access test --secret test \
     posix --versioning-dir "$STACK_DIR/versitygw/versions" "$STACK_DIR/versitygw/data"
+  mkdir -p "$STACK_DIR/local-kms"
+  spawn local-kms env PORT="$LOCAL_KMS_PORT" KMS_REGION=us-east-1 KMS_ACCOUNT_ID=111122223333 \
+    KMS_DATA_PATH="$STACK_DIR/local-kms" KMS_SEED_PATH="$STACK_DIR/local-kms/seed.yaml" "$STACK_DIR/bin/local-kms"
   write_prometheus_config
   spawn prometheus prometheus --config.file="$STACK_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STACK_DIR/prometheus/data" --web.listen-address="$HOST:$PROMETHEUS_PORT" \
@@ -132,7 +144,7 @@ cmd_up() {
 
 cmd_down() {
   local name pid
-  for name in prometheus versitygw moto redis; do
+  for name in prometheus local-kms versitygw moto redis; do
     alive "$name" || { rm -f "$STACK_DIR/$name.pid"; continue; }
     pid="$(cat "$STACK_DIR/$name.pid")"
     kill "$pid" 2>/dev/null || true
@@ -145,7 +157,7 @@ cmd_down() {
 
 cmd_status() {
   local name rc=0
-  for name in redis moto versitygw prometheus; do
+  for name in redis moto versitygw local-kms prometheus; do
     if healthy "$name"; then echo "$name: healthy"; else echo "$name: down"; rc=1; fi
   done
   return $rc
@@ -160,6 +172,7 @@ export AWS_ENDPOINT_URL_S3=http://$HOST:$MOTO_PORT
 export AWS_ENDPOINT_URL_KMS=http://$HOST:$MOTO_PORT
 export REDIS_URL=redis://$HOST:$REDIS_PORT
 export REKEY_STRICT_S3_ENDPOINT=http://$HOST:$VERSITYGW_PORT
+export REKEY_LOCAL_KMS_ENDPOINT=http://$HOST:$LOCAL_KMS_PORT
 export REKEY_PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT
 export REKEY_PROMETHEUS_TARGETS_DIR=$STACK_DIR/prometheus/targets
 export REKEY_PYTHON=$VENV/bin/python

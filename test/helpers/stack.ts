@@ -72,3 +72,27 @@ export async function freshKmsKey(kms: KMSClient, description = 'rekey test key'
   if (!meta?.KeyId || !meta.Arn) throw new Error('CreateKey returned no key id');
   return { keyId: meta.KeyId, arn: meta.Arn };
 }
+
+/** A KMS implementation of the local stack; the KMS tests run against each one. */
+export interface KmsUnderTest {
+  readonly name: 'moto' | 'local-kms';
+  readonly endpoint: string;
+}
+
+/**
+ * moto's KMS (the default endpoint) and local-kms, a second real implementation that, unlike moto,
+ * refuses disabled keys. Both must pass the KMS part of the suite.
+ */
+export function kmsEndpoints(): readonly KmsUnderTest[] {
+  const moto = loadConfig().kmsEndpoint;
+  const localKms = process.env.REKEY_LOCAL_KMS_ENDPOINT;
+  if (!moto || !localKms) throw new Error('AWS_ENDPOINT_URL_KMS or REKEY_LOCAL_KMS_ENDPOINT is not set: run the tests through npm test');
+  return [
+    { name: 'moto', endpoint: moto },
+    { name: 'local-kms', endpoint: localKms },
+  ];
+}
+
+export function localKms(): KmsUnderTest {
+  return kmsEndpoints().find((k) => k.name === 'local-kms')!;
+}

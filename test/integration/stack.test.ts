@@ -3,7 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import { DecryptCommand, GenerateDataKeyCommand, ReEncryptCommand } from '@aws-sdk/client-kms';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Queue, QueueEvents, Worker } from 'bullmq';
-import { freshBucket, freshKmsKey, openStack, uniqueName, type TestStack } from '../helpers/stack.js';
+import { makeKmsClient } from '../../src/config/clients.js';
+import { freshBucket, freshKmsKey, kmsEndpoints, openStack, uniqueName, type TestStack } from '../helpers/stack.js';
 
 describe('the local stack, through the real clients', () => {
   let stack: TestStack;
@@ -45,30 +46,33 @@ describe('the local stack, through the real clients', () => {
     assert.equal(got.Metadata?.['x-amz-key-v2'], 'abc');
   });
 
-  test('GenerateDataKey and ReEncrypt through KMS with @aws-sdk/client-kms', async () => {
-    const oldKey = await freshKmsKey(stack.kms);
-    const newKey = await freshKmsKey(stack.kms);
-    const context = { 'aws:x-amz-cek-alg': 'AES/GCM/NoPadding', team: 'storage' };
-    const dk = await stack.kms.send(
-      new GenerateDataKeyCommand({ KeyId: oldKey.keyId, KeySpec: 'AES_256', EncryptionContext: context }),
-    );
-    assert.equal(dk.Plaintext?.length, 32);
-    const moved = await stack.kms.send(
-      new ReEncryptCommand({
-        CiphertextBlob: dk.CiphertextBlob,
-        SourceKeyId: oldKey.keyId,
-        SourceEncryptionContext: context,
-        DestinationKeyId: newKey.keyId,
-        DestinationEncryptionContext: context,
-      }),
-    );
-    assert.equal(moved.KeyId, newKey.arn);
-    assert.notDeepEqual(moved.CiphertextBlob, dk.CiphertextBlob);
-    const back = await stack.kms.send(
-      new DecryptCommand({ CiphertextBlob: moved.CiphertextBlob, KeyId: newKey.keyId, EncryptionContext: context }),
-    );
-    assert.deepEqual(back.Plaintext, dk.Plaintext);
-    dk.Plaintext?.fill(0);
-    back.Plaintext?.fill(0);
-  });
+  for (const endpoint of kmsEndpoints()) {
+    test(`GenerateDataKey and ReEncrypt through ${endpoint.name} with @aws-sdk/client-kms`, async () => {
+      const kms = makeKmsClient({ ...stack.config, kmsEndpoint: endpoint.endpoint });
+      try {
+        const oldKey = await freshKmsKey(kms);
+        const newKey = await freshKmsKey(kms);
+        const context = { 'aws:x-amz-cek-alg': 'AES/GCM/NoPadding', team: 'storage' };
+        const dk = await kms.send(new GenerateDataKeyCommand({ KeyId: oldKey.keyId, KeySpec: 'AES_256', EncryptionContext: context }));
+        assert.equal(dk.Plaintext?.length, 32);
+        const moved = await kms.send(
+          new ReEncryptCommand({
+            CiphertextBlob: dk.CiphertextBlob,
+            SourceKeyId: oldKey.keyId,
+            SourceEncryptionContext: context,
+            DestinationKeyId: newKey.keyId,
+            DestinationEncryptionContext: context,
+          }),
+        );
+        assert.equal(moved.KeyId, newKey.arn);
+        assert.notDeepEqual(moved.CiphertextBlob, dk.CiphertextBlob);
+        const back = await kms.send(new DecryptCommand({ CiphertextBlob: moved.CiphertextBlob, KeyId: newKey.keyId, EncryptionContext: context }));
+        assert.deepEqual(back.Plaintext, dk.Plaintext);
+        dk.Plaintext?.fill(0);
+        back.Plaintext?.fill(0);
+      } finally {
+        kms.destroy();
+      }
+    });
+  }
 });

@@ -9,7 +9,7 @@ import {
   type KmsRetryEvent,
 } from '../../../src/kms/batcher.js';
 import { RedisRateLimiter, type RateLimiter } from '../../../src/kms/rate-limiter.js';
-import { openStack, uniqueName, type TestStack } from '../../helpers/stack.js';
+import { openStack, uniqueName, type KmsUnderTest, type TestStack } from '../../helpers/stack.js';
 import { FaultProxy, kmsOperation, type FaultProxyOptions } from './fault-proxy.js';
 
 export const reEncrypt = kmsOperation('ReEncrypt');
@@ -49,8 +49,8 @@ export class CountingLimiter implements RateLimiter {
 }
 
 /**
- * The real stack (moto KMS, Redis) with a fault proxy in front of KMS. The proxied client makes one
- * attempt per call, so every retry the proxy sees is the batcher's own.
+ * The real stack (a real KMS: moto's by default, or the one named; Redis) with a fault proxy in front
+ * of KMS. The proxied client makes one attempt per call, so every retry the proxy sees is the batcher's own.
  */
 export interface KmsHarness {
   readonly stack: TestStack;
@@ -61,8 +61,11 @@ export interface KmsHarness {
   close(): Promise<void>;
 }
 
-export async function openKmsHarness(proxyOptions: Omit<FaultProxyOptions, 'target'> = {}): Promise<KmsHarness> {
-  const stack = openStack();
+export async function openKmsHarness(
+  proxyOptions: Omit<FaultProxyOptions, 'target'> = {},
+  kms?: KmsUnderTest,
+): Promise<KmsHarness> {
+  const stack = openStack(kms ? { kmsEndpoint: kms.endpoint } : {});
   /* Precondition: the stack env names a KMS endpoint to put the proxy in front of. */
   if (!stack.config.kmsEndpoint) throw new Error('AWS_ENDPOINT_URL_KMS is not set: eval "$(bash scripts/stack.sh env)"');
   const proxy = await FaultProxy.start({ ...proxyOptions, target: stack.config.kmsEndpoint });
@@ -100,7 +103,7 @@ export async function openKmsHarness(proxyOptions: Omit<FaultProxyOptions, 'targ
   };
 }
 
-/** A data key wrapped by moto under `keyId`, made with the unproxied client so the proxy counts stay clean. */
+/** A data key wrapped by the stack's KMS under `keyId`, made with the unproxied client so the proxy counts stay clean. */
 export async function wrapFreshDataKey(kms: KMSClient, keyId: string, context: Record<string, string>): Promise<Uint8Array> {
   const out = await kms.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: context }));
   out.Plaintext?.fill(0);
