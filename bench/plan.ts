@@ -14,7 +14,7 @@
  *
  * Last line: `plan_keys_per_s=<n>` (the full plan).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -28,10 +28,10 @@ import { CampaignStore } from '../src/campaign/store.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../src/config/clients.js';
 import { loadConfig, type Config } from '../src/config/config.js';
 import { seedObjects } from '../scripts/seed/seed.js';
+import { spawnRekey } from '../test/helpers/cli.js';
 import { freshBucket, freshKmsKey, strictS3, uniqueName } from '../test/helpers/stack.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const MAIN = join(ROOT, 'src/cli/main.ts');
 const KEYS = envInt('BENCH_PLAN_KEYS', 1_000_000);
 const GZIP = process.env.BENCH_PLAN_GZIP === '1';
 const SCALING_OBJECTS = envInt('BENCH_SCALING_OBJECTS', 3000);
@@ -67,20 +67,8 @@ async function writeInventoryCsv(rows: number): Promise<string> {
   return path;
 }
 
-function cliEnv(config: Config, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    REKEY_REDIS_PREFIX: config.redisPrefix,
-    AWS_ENDPOINT_URL_S3: config.s3Endpoint,
-    AWS_ENDPOINT_URL_KMS: config.kmsEndpoint,
-    REKEY_LOG_LEVEL: 'warn',
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    ...extra,
-  };
-}
-
 function rekey(config: Config, args: readonly string[], extra: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: cliEnv(config, extra), stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnRekey(config, args, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...extra });
 }
 
 async function output(child: ChildProcess): Promise<string> {

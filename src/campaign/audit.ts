@@ -90,10 +90,13 @@ export interface AuditSummary {
   readonly kmsProbes: number;
 }
 
+/** Entries that are not under any KMS key the audit can ask about: only counted. */
+type PassedOver = 'not-kms' | 'not-encrypted' | 'in-instruction-file' | 'gone';
+
 /** What one entry turned out to be before KMS is asked. */
 type Classified = { readonly carrier: CarrierKind } & (
   | { readonly kind: 'wrapped'; readonly wrapped: WrappedKey }
-  | { readonly kind: 'not-kms' | 'not-encrypted' | 'in-instruction-file' | 'gone' }
+  | { readonly kind: PassedOver }
   | { readonly kind: 'unreadable'; readonly reason: ReasonCode; readonly message: string }
 );
 
@@ -239,10 +242,7 @@ class Tally {
   private readonly underKey = { total: 0, noncurrent: 0, byFormat: {} as Record<string, number>, byKind: { object: 0, 'instruction-file': 0 } };
   private readonly unreadable = { total: 0, byReason: {} as Record<string, number> };
   private otherKeys = 0;
-  private notKms = 0;
-  private notEncrypted = 0;
-  private keyInInstructionFile = 0;
-  private gone = 0;
+  private readonly passedOver: Record<PassedOver, number> = { 'not-kms': 0, 'not-encrypted': 0, 'in-instruction-file': 0, gone: 0 };
 
   constructor(private readonly options: AuditOptions) {}
 
@@ -253,16 +253,10 @@ class Tally {
     else this.scanned.noncurrentVersions += 1;
     switch (c.kind) {
       case 'not-kms':
-        this.notKms += 1;
-        return undefined;
       case 'not-encrypted':
-        this.notEncrypted += 1;
-        return undefined;
       case 'in-instruction-file':
-        this.keyInInstructionFile += 1;
-        return undefined;
       case 'gone':
-        this.gone += 1;
+        this.passedOver[c.kind] += 1;
         return undefined;
       case 'unreadable':
         return this.cannotTell(entry, c.carrier, undefined, c.reason, c.message);
@@ -297,10 +291,10 @@ class Tally {
       scanned: this.scanned,
       underKey: this.underKey,
       otherKeys: this.otherKeys,
-      notKms: this.notKms,
-      notEncrypted: this.notEncrypted,
-      keyInInstructionFile: this.keyInInstructionFile,
-      gone: this.gone,
+      notKms: this.passedOver['not-kms'],
+      notEncrypted: this.passedOver['not-encrypted'],
+      keyInInstructionFile: this.passedOver['in-instruction-file'],
+      gone: this.passedOver.gone,
       unreadable: this.unreadable,
       kmsProbes,
     };

@@ -5,7 +5,7 @@ import { parse } from 'csv-parse/sync';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
 import { seedObjects } from '../../scripts/seed/seed.js';
 import { rekey, rekeyJson, startWorker, stopWorker } from '../helpers/cli.js';
-import { freshBucket, freshKmsKey, openStack, type TestKey, type TestStack } from '../helpers/stack.js';
+import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../helpers/stack.js';
 
 interface ScheduleRow {
   readonly id: string;
@@ -31,8 +31,7 @@ describe('scheduled campaigns: a schedule fires, each run is a campaign of old-e
   let newKey: TestKey;
 
   before(async () => {
-    stack = openStack();
-    [oldKey, newKey] = [await freshKmsKey(stack.kms, 'old'), await freshKmsKey(stack.kms, 'new')];
+    ({ stack, oldKey, newKey } = await openStackWithKeys());
   });
   after(() => stack.close());
 

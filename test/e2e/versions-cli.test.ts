@@ -6,7 +6,7 @@ import type { AuditFinding, AuditSummary } from '../../src/campaign/audit.js';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
 import { seedObjects, type SeededObject } from '../../scripts/seed/seed.js';
 import { rekey } from '../helpers/cli.js';
-import { freshBucket, freshKmsKey, openStack, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
+import { freshBucket, openStack, openStackWithKeys, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
 import { decryptObject } from '../helpers/verify.js';
 
 const OBJECTS = 12;
@@ -56,8 +56,7 @@ describe('versioned buckets: the current version rotates, old versions are repor
   let newKey: TestKey;
 
   before(async () => {
-    stack = openStack();
-    [oldKey, newKey] = [await freshKmsKey(stack.kms, 'old'), await freshKmsKey(stack.kms, 'new')];
+    ({ stack, oldKey, newKey } = await openStackWithKeys());
   });
   after(() => stack.close());
 

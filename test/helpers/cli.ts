@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import type { Config } from '../../src/config/config.js';
 
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -22,8 +23,13 @@ export interface CliResult {
   readonly stderr: string;
 }
 
+/** `rekey ARGS…` from source (through tsx), with its stdout and stderr piped. */
+export function spawnRekey(config: Config, args: readonly string[], extra: NodeJS.ProcessEnv = {}): ChildProcessByStdio<null, Readable, Readable> {
+  return spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: cliEnv(config, extra), stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
 export async function rekey(config: Config, args: readonly string[], extra: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: cliEnv(config, extra), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnRekey(config, args, extra);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -40,13 +46,10 @@ export async function rekeyJson<T>(config: Config, args: readonly string[]): Pro
 
 /** A `rekey worker` process; its output is kept for assertions about secrets. */
 export function startWorker(config: Config, args: readonly string[] = [], extra: NodeJS.ProcessEnv = {}): ChildProcess & { output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'worker', ...args], {
-    env: cliEnv(config, extra),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnRekey(config, ['worker', ...args], extra);
   let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   return Object.assign(child, { output: () => output });
 }
 

@@ -73,6 +73,23 @@ export async function freshKmsKey(kms: KMSClient, description = 'rekey test key'
   return { keyId: meta.KeyId, arn: meta.Arn };
 }
 
+/** A stack and the two KMS keys of a rotation: objects start under `oldKey`, campaigns move them to `newKey`. */
+export interface StackWithKeys {
+  readonly stack: TestStack;
+  readonly oldKey: TestKey;
+  readonly newKey: TestKey;
+}
+
+export async function openStackWithKeys(overrides: Partial<Config> = {}): Promise<StackWithKeys> {
+  const stack = openStack(overrides);
+  try {
+    return { stack, oldKey: await freshKmsKey(stack.kms, 'old'), newKey: await freshKmsKey(stack.kms, 'new') };
+  } catch (err) {
+    await stack.close();
+    throw err;
+  }
+}
+
 /** A KMS implementation of the local stack; the KMS tests run against each one. */
 export interface KmsUnderTest {
   readonly name: 'moto' | 'local-kms';

@@ -3,14 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { CampaignStore } from '../../src/campaign/store.js';
+import type { CampaignStore } from '../../src/campaign/store.js';
 import { seedObjects } from '../../scripts/seed/seed.js';
 import { FaultProxy, seededRandom } from '../integration/kms/fault-proxy.js';
 import { rekey } from '../helpers/cli.js';
 import { sha256 } from '../helpers/s3ec.js';
-import { freshBucket, freshKmsKey, openStack, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
+import { freshBucket, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
 import { decryptObject } from '../helpers/verify.js';
-import { assertOneOutcomeEach, openUploads, outcomesOf, rawObject, startCampaign, waitForCampaign } from './support/campaign.js';
+import { assertOneOutcomeEach, openCampaignSuite, openUploads, outcomesOf, rawObject, startCampaign, waitForCampaign } from './support/campaign.js';
 import { WorkerFleet } from './support/fleet.js';
 import { s3Operation } from './support/s3-ops.js';
 import { putSealed, seal } from './support/sealed.js';
@@ -83,10 +83,7 @@ describe('other writers overwrite and delete objects during a campaign', () => {
   let newKey: TestKey;
 
   before(async () => {
-    stack = openStack(strictS3());
-    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    newKey = await freshKmsKey(stack.kms, 'new');
+    ({ stack, store, oldKey, newKey } = await openCampaignSuite(strictS3()));
   });
   after(() => stack.close());
 

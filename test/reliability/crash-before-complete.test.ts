@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { CampaignStore } from '../../src/campaign/store.js';
+import type { CampaignStatus } from '../../src/campaign/spec.js';
+import type { CampaignStore } from '../../src/campaign/store.js';
+import type { ObjectOutcome } from '../../src/rotate/outcome.js';
 import { FaultProxy } from '../integration/kms/fault-proxy.js';
-import { freshBucket, freshKmsKey, openStack, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, assertOneOutcomeEach, openUploads, rawObject, startCampaign, waitForCampaign, type RawObject } from './support/campaign.js';
-import { WorkerFleet } from './support/fleet.js';
-import { s3KeyOf, s3Operation } from './support/s3-ops.js';
+import { freshBucket, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
+import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, rawObject, startCampaign, waitForCampaign, type Expected, type RawObject } from './support/campaign.js';
+import { WorkerFleet, type FleetWorker } from './support/fleet.js';
+import { s3KeyOf, s3Operation, type S3Operation } from './support/s3-ops.js';
 import { putSealed, seal } from './support/sealed.js';
 
 const MiB = 1024 * 1024;
@@ -24,10 +26,7 @@ describe('a worker killed between its last part upload and CompleteMultipartUplo
   let newKey: TestKey;
 
   before(async () => {
-    stack = openStack(strictS3());
-    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    newKey = await freshKmsKey(stack.kms, 'new');
+    ({ stack, store, oldKey, newKey } = await openCampaignSuite(strictS3()));
   });
   after(() => stack.close());
 
@@ -36,7 +35,7 @@ describe('a worker killed between its last part upload and CompleteMultipartUplo
     // Two multipart-sized objects: the completion of one never reaches S3 (the request died with the
     // worker), the other's reaches S3 after the worker is dead (it was already on the wire).
     const keys = ['dropped', 'landed'];
-    const expected = [];
+    const expected: Expected[] = [];
     for (const key of keys) {
       const sealed = await seal(stack.kms, randomBytes(20 * MiB + 123), { kmsKeyId: oldKey.keyId, format: key === 'dropped' ? 'v2' : 'v3' });
       await putSealed(stack.s3, bucket, key, sealed);
@@ -45,12 +44,7 @@ describe('a worker killed between its last part upload and CompleteMultipartUplo
     const before = new Map<string, RawObject>();
     for (const key of keys) before.set(key, await rawObject(stack.s3, bucket, key));
 
-    const proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
-    proxy.inject({ fault: { kind: 'hold' }, match: s3Operation('CompleteMultipartUpload') });
-    const fleet = new WorkerFleet({ config: stack.config });
-    try {
-      const { id } = await startCampaign(stack.config, { bucket, mode: 'rekey', targetKey: newKey.keyId });
-      const doomed = fleet.start({ AWS_ENDPOINT_URL_S3: proxy.url });
+    await withDoomedWorker({ stack, store, bucket, targetKey: newKey.keyId, held: 'CompleteMultipartUpload' }, async ({ id, proxy, fleet, doomed, finish }) => {
       const held = [await proxy.nextHeld(90_000), await proxy.nextHeld(90_000)];
       const heldFor = new Map(held.map((h) => [s3KeyOf(h.request.path), h]));
       assert.deepEqual([...heldFor.keys()].sort(), [...keys].sort());
@@ -66,9 +60,7 @@ describe('a worker killed between its last part upload and CompleteMultipartUplo
       assert.deepEqual(await rawObject(stack.s3, bucket, 'dropped'), before.get('dropped'), 'an upload that never completed changes nothing');
       assert.equal((await openUploads(stack.s3, bucket)).length, 1, 'the dropped upload is left open by the dead worker');
 
-      fleet.start();
-      const final = await waitForCampaign(store, id, { timeoutMs: 120_000 });
-      const outcomes = await assertOneOutcomeEach(store, id, bucket, keys);
+      const { final, outcomes } = await finish(keys);
       assert.equal(outcomes.get('dropped')?.outcome, 'rotated', outcomes.get('dropped')?.message);
       // The completion that landed after the kill rotated the object; it is never rotated twice.
       assert.equal(`${outcomes.get('landed')?.outcome}:${outcomes.get('landed')?.reason}`, 'skipped:already-rotated');
@@ -76,10 +68,7 @@ describe('a worker killed between its last part upload and CompleteMultipartUplo
       assert.deepEqual(await openUploads(stack.s3, bucket), [], 'the leftover upload was aborted');
       assert.deepEqual(await store.journal(id).open(), [], 'and its journal entry cleared');
       assert.deepEqual(await assertAllDecrypt(stack, bucket, expected), new Map([[newKey.arn, 2]]));
-    } finally {
-      await fleet.stopAll();
-      await proxy.close();
-    }
+    });
   });
 });
 
@@ -94,10 +83,7 @@ describe('a worker killed while its CreateMultipartUpload is on the wire', () =>
   let newKey: TestKey;
 
   before(async () => {
-    stack = openStack(strictS3());
-    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    newKey = await freshKmsKey(stack.kms, 'new');
+    ({ stack, store, oldKey, newKey } = await openCampaignSuite(strictS3()));
   });
   after(() => stack.close());
 
@@ -106,30 +92,60 @@ describe('a worker killed while its CreateMultipartUpload is on the wire', () =>
     const sealed = await seal(stack.kms, randomBytes(17 * MiB), { kmsKeyId: oldKey.keyId, format: 'v2' });
     await putSealed(stack.s3, bucket, 'big', sealed);
     const before = await rawObject(stack.s3, bucket, 'big');
-    const proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
-    proxy.inject({ fault: { kind: 'hold' }, match: s3Operation('CreateMultipartUpload') });
-    const fleet = new WorkerFleet({ config: stack.config });
-    try {
-      const { id } = await startCampaign(stack.config, { bucket, mode: 'rekey', targetKey: newKey.keyId });
-      const doomed = fleet.start({ AWS_ENDPOINT_URL_S3: proxy.url });
+    await withDoomedWorker({ stack, store, bucket, targetKey: newKey.keyId, held: 'CreateMultipartUpload' }, async ({ proxy, fleet, doomed, finish }) => {
       const held = await proxy.nextHeld(90_000);
       await fleet.kill(doomed);
       proxy.release(held, 'forward');
       await untilUploads(stack, bucket, 1);
       assert.deepEqual(await rawObject(stack.s3, bucket, 'big'), before);
 
-      fleet.start();
-      await waitForCampaign(store, id, { timeoutMs: 120_000 });
-      const outcomes = await assertOneOutcomeEach(store, id, bucket, ['big']);
+      const { outcomes } = await finish(['big']);
       assert.equal(outcomes.get('big')?.outcome, 'rotated', outcomes.get('big')?.message);
       assert.deepEqual(await openUploads(stack.s3, bucket), [], 'no multipart upload is left open');
       assert.deepEqual(await assertAllDecrypt(stack, bucket, [{ key: 'big', sha256: sealed.plaintextSha256 }]), new Map([[newKey.arn, 1]]));
-    } finally {
-      await fleet.stopAll();
-      await proxy.close();
-    }
+    });
   });
 });
+
+interface DoomedSpec {
+  readonly stack: TestStack;
+  readonly store: CampaignStore;
+  readonly bucket: string;
+  readonly targetKey: string;
+  /** The request the doomed worker's proxy holds, every time it is sent. */
+  readonly held: S3Operation;
+}
+
+interface DoomedRun {
+  readonly id: string;
+  readonly proxy: FaultProxy;
+  readonly fleet: WorkerFleet;
+  /** The first worker, whose S3 requests go through `proxy`: the one the test kills. */
+  readonly doomed: FleetWorker;
+  /** A new worker, straight to S3, takes over; resolves when the campaign has ended with one outcome per key. */
+  readonly finish: (keys: readonly string[]) => Promise<{ final: CampaignStatus; outcomes: Map<string, ObjectOutcome> }>;
+}
+
+/** Starts a rekey campaign of `spec.bucket` with one doomed worker; every worker and the proxy are stopped after `body`. */
+async function withDoomedWorker(spec: DoomedSpec, body: (run: DoomedRun) => Promise<void>): Promise<void> {
+  const { stack, store, bucket } = spec;
+  const proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
+  proxy.inject({ fault: { kind: 'hold' }, match: s3Operation(spec.held) });
+  const fleet = new WorkerFleet({ config: stack.config });
+  try {
+    const { id } = await startCampaign(stack.config, { bucket, mode: 'rekey', targetKey: spec.targetKey });
+    const doomed = fleet.start({ AWS_ENDPOINT_URL_S3: proxy.url });
+    const finish = async (keys: readonly string[]) => {
+      fleet.start();
+      const final = await waitForCampaign(store, id, { timeoutMs: 120_000 });
+      return { final, outcomes: await assertOneOutcomeEach(store, id, bucket, keys) };
+    };
+    await body({ id, proxy, fleet, doomed, finish });
+  } finally {
+    await fleet.stopAll();
+    await proxy.close();
+  }
+}
 
 async function untilUploads(stack: TestStack, bucket: string, count: number): Promise<void> {
   for (let i = 0; i < 100; i++) {

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
-import { CampaignStore } from '../../src/campaign/store.js';
-import { seedObjects, type SeededObject } from '../../scripts/seed/seed.js';
+import type { CampaignStore } from '../../src/campaign/store.js';
+import type { SeededObject } from '../../scripts/seed/seed.js';
 import { FaultProxy, seededRandom, type HeldRequest } from '../integration/kms/fault-proxy.js';
-import { freshBucket, freshKmsKey, openStack, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, assertOneOutcomeEach, openUploads, startCampaign, waitForCampaign } from './support/campaign.js';
+import { strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
+import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, seedPerMode, startPerMode, waitForCampaign, type PerMode } from './support/campaign.js';
 import { WorkerFleet, type FleetWorker } from './support/fleet.js';
 import { s3Operation } from './support/s3-ops.js';
 
@@ -91,38 +91,28 @@ describe(`crash test: ${PLAN.kills} SIGKILLs of workers during a rewrap and a re
   let store: CampaignStore;
   let oldKey: TestKey;
   let newKey: TestKey;
-  const buckets = { rewrap: '', rekey: '' };
-  const seeded = { rewrap: [] as SeededObject[], rekey: [] as SeededObject[] };
+  let buckets: PerMode<string>;
+  let seeded: PerMode<SeededObject[]>;
 
   before(async () => {
-    stack = openStack(strictS3());
-    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    newKey = await freshKmsKey(stack.kms, 'new');
+    ({ stack, store, oldKey, newKey } = await openCampaignSuite(strictS3()));
     const sizes = (every: number) => Array.from({ length: every }, (_, i) => (i === every - 1 ? 17 * MiB + 5 : [0, 1, 700, 4096, 65_537, 300_000][i % 6]!));
-    for (const mode of ['rewrap', 'rekey'] as const) {
-      buckets[mode] = await freshBucket(stack.s3);
-      seeded[mode] = await seedObjects(stack.s3, stack.kms, {
-        bucket: buckets[mode],
-        count: mode === 'rewrap' ? PLAN.rewrapObjects : PLAN.rekeyObjects,
-        kmsKeyId: oldKey.keyId,
-        sizes: sizes(PLAN.multipartEvery),
-        objectsPerDataKey: 3,
-        instructionFileEvery: 11,
-        context: { suite: 'crash' },
-        concurrency: 8,
-      });
-    }
+    ({ buckets, seeded } = await seedPerMode(stack, (mode) => ({
+      count: mode === 'rewrap' ? PLAN.rewrapObjects : PLAN.rekeyObjects,
+      kmsKeyId: oldKey.keyId,
+      sizes: sizes(PLAN.multipartEvery),
+      objectsPerDataKey: 3,
+      instructionFileEvery: 11,
+      context: { suite: 'crash' },
+      concurrency: 8,
+    })));
   });
   after(() => stack.close());
 
   test('every object ends with one outcome and decrypts to its original bytes; no upload is left open', { timeout: PLAN.timeoutMs + 10 * 60_000 }, async () => {
     const chaos = new Chaos(new WorkerFleet({ config: stack.config }), stack.config.s3Endpoint!);
     try {
-      const ids = {
-        rewrap: (await startCampaign(stack.config, { bucket: buckets.rewrap, mode: 'rewrap', targetKey: newKey.keyId })).id,
-        rekey: (await startCampaign(stack.config, { bucket: buckets.rekey, mode: 'rekey', targetKey: newKey.keyId })).id,
-      };
+      const ids = await startPerMode(stack.config, buckets, newKey.keyId);
       for (let i = 0; i < LIVE_WORKERS; i++) await chaos.startWorker();
       const total = PLAN.rewrapObjects + PLAN.rekeyObjects;
       // Thresholds between 3% and 85% of all objects done, so every kill lands mid-run.

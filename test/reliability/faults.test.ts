@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { CampaignStore } from '../../src/campaign/store.js';
-import { seedObjects, type SeededObject } from '../../scripts/seed/seed.js';
+import type { CampaignStore } from '../../src/campaign/store.js';
+import type { SeededObject } from '../../scripts/seed/seed.js';
 import { FaultProxy, kmsThrottling, seededRandom, serverError, type FaultKind, type RequestMatcher } from '../integration/kms/fault-proxy.js';
-import { freshBucket, freshKmsKey, openStack, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, assertOneOutcomeEach, openUploads, startCampaign, waitForCampaign } from './support/campaign.js';
+import { strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
+import { assertEndsClean, openCampaignSuite, seedPerMode, startPerMode, type PerMode } from './support/campaign.js';
 import { WorkerFleet, type FleetWorker } from './support/fleet.js';
 import { s3Operation } from './support/s3-ops.js';
 
@@ -30,21 +30,15 @@ describe('S3 and KMS behind fault-injecting proxies during a rewrap and a rekey 
   let newKey: TestKey;
   let s3Proxy: FaultProxy;
   let kmsProxy: FaultProxy;
-  const buckets = { rewrap: '', rekey: '' };
-  const seeded = { rewrap: [] as SeededObject[], rekey: [] as SeededObject[] };
+  let buckets: PerMode<string>;
+  let seeded: PerMode<SeededObject[]>;
 
   before(async () => {
-    stack = openStack(strictS3());
-    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    newKey = await freshKmsKey(stack.kms, 'new');
-    for (const mode of ['rewrap', 'rekey'] as const) {
-      buckets[mode] = await freshBucket(stack.s3);
-      seeded[mode] = await seedObjects(stack.s3, stack.kms, {
-        bucket: buckets[mode], count: PER_MODE, kmsKeyId: oldKey.keyId, sizes: [1, 3000, 90_000, 17 * MiB, 0, 600_000, 20, 8000, 1_000_000, 300],
-        objectsPerDataKey: 3, instructionFileEvery: 7, concurrency: 8,
-      });
-    }
+    ({ stack, store, oldKey, newKey } = await openCampaignSuite(strictS3()));
+    ({ buckets, seeded } = await seedPerMode(stack, () => ({
+      count: PER_MODE, kmsKeyId: oldKey.keyId, sizes: [1, 3000, 90_000, 17 * MiB, 0, 600_000, 20, 8000, 1_000_000, 300],
+      objectsPerDataKey: 3, instructionFileEvery: 7, concurrency: 8,
+    })));
     s3Proxy = await FaultProxy.start({ target: stack.config.s3Endpoint!, random: seededRandom(3) });
     s3Proxy.inject({ fault: serverError(503), probability: 0.04 });
     s3Proxy.inject({ fault: serverError(500), probability: 0.02 });
@@ -69,18 +63,10 @@ describe('S3 and KMS behind fault-injecting proxies during a rewrap and a rekey 
       env: () => ({ AWS_ENDPOINT_URL_S3: s3Proxy.url, AWS_ENDPOINT_URL_KMS: kmsProxy.url, REKEY_LOG_LEVEL: 'info' }),
     });
     try {
-      const ids = {
-        rewrap: (await startCampaign(stack.config, { bucket: buckets.rewrap, mode: 'rewrap', targetKey: newKey.keyId, batchSize: 10 })).id,
-        rekey: (await startCampaign(stack.config, { bucket: buckets.rekey, mode: 'rekey', targetKey: newKey.keyId, batchSize: 10 })).id,
-      };
+      const ids = await startPerMode(stack.config, buckets, newKey.keyId, 10);
       const workers = [fleet.start(), fleet.start()];
       for (const mode of ['rewrap', 'rekey'] as const) {
-        const final = await waitForCampaign(store, ids[mode], { timeoutMs: 15 * 60_000 });
-        const outcomes = await assertOneOutcomeEach(store, ids[mode], buckets[mode], seeded[mode].map((o) => o.key));
-        const odd = [...outcomes.values()].filter((o) => o.outcome !== 'rotated' && o.reason !== 'already-rotated');
-        assert.deepEqual(odd.map((o) => `${o.ref.key} ${o.outcome}:${o.reason} ${o.message}`), [], `${mode}: ${JSON.stringify(final.byReason)}`);
-        assert.deepEqual(await openUploads(stack.s3, buckets[mode]), [], `${mode}: no multipart upload is left open`);
-        assert.deepEqual([...(await assertAllDecrypt(stack, buckets[mode], seeded[mode])).keys()], [newKey.arn]);
+        const final = await assertEndsClean(stack, store, { mode, id: ids[mode], bucket: buckets[mode], seeded: seeded[mode], newKeyArn: newKey.arn, timeoutMs: 15 * 60_000 });
         process.stdout.write(`# fault-figures ${JSON.stringify({ mode, objects: PER_MODE, rotated: final.rotated, byReason: final.byReason })}\n`);
       }
 

@@ -16,7 +16,8 @@ import {
 import { makeS3Client } from '../../src/config/clients.js';
 import { isS3ecMetadataKey } from '../../src/formats/index.js';
 import { FaultProxy } from '../integration/kms/fault-proxy.js';
-import { freshBucket, freshKmsKey, openStack, strictS3, uniqueName, type TestKey, type TestStack } from '../helpers/stack.js';
+import type { ObjectOutcome } from '../../src/rotate/outcome.js';
+import { freshBucket, openStackWithKeys, strictS3, uniqueName, type TestKey, type TestStack } from '../helpers/stack.js';
 import { decryptObject } from '../helpers/verify.js';
 import { openUploads, rawObject } from './support/campaign.js';
 import { label, Rotators, type RotateMode } from './support/rotators.js';
@@ -43,42 +44,25 @@ const RACES: readonly RaceCase[] = [
 
 /** design.md invariant 2, on versitygw (moto ignores CopySourceIfMatch and If-Match on completion). */
 describe('no lost update: another writer that goes first wins', () => {
-  let stack: TestStack;
-  let rotators: Rotators;
-  let oldKey: TestKey;
-  let proxy: FaultProxy;
-  let proxied: S3Client;
-
+  let rig: RaceRig;
   before(async () => {
-    stack = openStack(strictS3());
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    rotators = new Rotators(stack, await freshKmsKey(stack.kms, 'new'));
-    proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
-    proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
+    rig = await openRaceRig();
   });
-  after(async () => {
-    proxied.destroy();
-    await proxy.close();
-    await rotators.close();
-    await stack.close();
-  });
+  after(() => rig.close());
 
   for (const c of RACES.flatMap((r) => [{ ...r, versioned: false }, { ...r, versioned: true }])) {
     test(`${c.name}${c.versioned ? ', versioned bucket' : ''}`, async () => {
+      const { stack, oldKey } = rig;
       const bucket = await freshBucket(stack.s3, { versioned: c.versioned });
       const sealed = await seal(stack.kms, randomBytes(c.size), { kmsKeyId: oldKey.keyId, format: 'v2', instructionFile: c.instructionFile });
       await putSealed(stack.s3, bucket, 'obj', sealed);
       // The writer overwrites whatever rekey is about to replace: the object, or its instruction file.
       const contested = c.instructionFile ? 'obj.instruction' : 'obj';
-      proxy.clearFaults();
-      proxy.inject({ fault: { kind: 'hold' }, match: s3Operation(c.held), times: 1 });
 
-      const rotation = rotators.rotateOne(c.mode, proxied, bucket, 'obj');
-      const held = await proxy.nextHeld(30_000);
+      const rotation = await rig.holdRotation(c.mode, bucket, 'obj', c.held);
       await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: contested, Body: 'their bytes', Metadata: { by: 'them' } }));
       const theirs = await rawObject(stack.s3, bucket, contested);
-      proxy.release(held, 'forward');
-      const outcome = await rotation;
+      const outcome = await rotation.release();
 
       assert.equal(label(outcome), 'skipped:changed', outcome.message);
       assert.deepEqual(await rawObject(stack.s3, bucket, contested), theirs, 'the other writer’s bytes and metadata survive');
@@ -93,43 +77,26 @@ describe('no lost update: another writer that goes first wins', () => {
  * writer, and an upload aborted under a worker (by the second worker's cleanup) is not a deleted object.
  */
 describe('two workers on the same object (a job taken over while its worker still runs)', () => {
-  let stack: TestStack;
-  let rotators: Rotators;
-  let oldKey: TestKey;
-  let proxy: FaultProxy;
-  let proxied: S3Client;
-
+  let rig: RaceRig;
   before(async () => {
-    stack = openStack(strictS3());
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    rotators = new Rotators(stack, await freshKmsKey(stack.kms, 'new'));
-    proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
-    proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
+    rig = await openRaceRig();
   });
-  after(async () => {
-    proxied.destroy();
-    await proxy.close();
-    await rotators.close();
-    await stack.close();
-  });
+  after(() => rig.close());
 
   for (const c of RACES.filter((r) => !r.instructionFile)) {
     // A self-copy that only rewrites metadata keeps the ETag (the body's MD5), so the slower rewrap's
     // condition still holds: it lands too, a second valid wrapping of the same data key.
     const expected = c.mode === 'rewrap' ? 'rotated' : 'skipped:already-rotated';
     test(`${c.name}: the slower worker reports ${expected}`, async () => {
+      const { stack, rotators, oldKey } = rig;
       const bucket = await freshBucket(stack.s3);
       const sealed = await seal(stack.kms, randomBytes(c.size), { kmsKeyId: oldKey.keyId, format: 'v3' });
       await putSealed(stack.s3, bucket, 'obj', sealed);
-      proxy.clearFaults();
-      proxy.inject({ fault: { kind: 'hold' }, match: s3Operation(c.held), times: 1 });
 
-      const slower = rotators.rotateOne(c.mode, proxied, bucket, 'obj');
-      const held = await proxy.nextHeld(30_000);
+      const slower = await rig.holdRotation(c.mode, bucket, 'obj', c.held);
       assert.equal(label(await rotators.rotateOne(c.mode, stack.s3, bucket, 'obj')), 'rotated');
       const winner = await rawObject(stack.s3, bucket, 'obj');
-      proxy.release(held, 'forward');
-      const outcome = await slower;
+      const outcome = await slower.release();
 
       assert.equal(label(outcome), expected, outcome.message);
       if (c.mode === 'rekey') assert.deepEqual(await rawObject(stack.s3, bucket, 'obj'), winner, 'the first rotation stands');
@@ -141,22 +108,18 @@ describe('two workers on the same object (a job taken over while its worker stil
   }
 
   test('a multipart upload aborted under its worker is a retryable s3-error, not a deleted object', async () => {
+    const { stack, oldKey } = rig;
     const bucket = await freshBucket(stack.s3);
     const sealed = await seal(stack.kms, randomBytes(7 * MiB), { kmsKeyId: oldKey.keyId, format: 'v2' });
     await putSealed(stack.s3, bucket, 'obj', sealed);
     const before = await rawObject(stack.s3, bucket, 'obj');
-    proxy.clearFaults();
     // A part in flight, not the completion: versitygw 1.8.0 answers 200 to an If-Match completion of
     // an aborted upload (and completes nothing), where S3 answers NoSuchUpload.
-    proxy.inject({ fault: { kind: 'hold' }, match: s3Operation('UploadPart'), times: 1 });
-
-    const rotation = rotators.rotateOne('rekey', proxied, bucket, 'obj');
-    const held = await proxy.nextHeld(30_000);
+    const rotation = await rig.holdRotation('rekey', bucket, 'obj', 'UploadPart');
     for (const upload of await openUploads(stack.s3, bucket)) {
       await stack.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.key, UploadId: upload.uploadId }));
     }
-    proxy.release(held, 'forward');
-    const outcome = await rotation;
+    const outcome = await rotation.release();
 
     assert.equal(label(outcome), 'failed:s3-error', outcome.message);
     assert.equal(outcome.retryable, true, 'the campaign tries the object again');
@@ -183,9 +146,9 @@ describe('object lock and legal holds', () => {
   } as const;
 
   before(async () => {
-    stack = openStack();
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    rotators = new Rotators(stack, await freshKmsKey(stack.kms, 'new'));
+    const opened = await openStackWithKeys();
+    ({ stack, oldKey } = opened);
+    rotators = new Rotators(stack, opened.newKey);
     bucket = uniqueName('lock');
     await stack.s3.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true }));
   });
@@ -236,9 +199,7 @@ describe('everything else kept: metadata, content headers, tags, storage class, 
   const tagging = 'env=prod&class=secret%20stuff';
 
   before(async () => {
-    stack = openStack();
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    newKey = await freshKmsKey(stack.kms, 'new');
+    ({ stack, oldKey, newKey } = await openStackWithKeys());
     rotators = new Rotators(stack, newKey);
     bucket = await freshBucket(stack.s3);
   });
@@ -271,6 +232,49 @@ describe('everything else kept: metadata, content headers, tags, storage class, 
     });
   }
 });
+
+/**
+ * Rotators on the strict S3 (versitygw), and a fault proxy in front of it through which a test sends
+ * one rotation, so it can hold that rotation's write and act while it waits.
+ */
+interface RaceRig {
+  readonly stack: TestStack;
+  readonly rotators: Rotators;
+  readonly oldKey: TestKey;
+  /** Starts a rotation through the proxy; resolves once its first `op` request is held. `release` forwards it and awaits the outcome. */
+  holdRotation(mode: RotateMode, bucket: string, key: string, op: S3Operation): Promise<{ release(): Promise<ObjectOutcome> }>;
+  close(): Promise<void>;
+}
+
+async function openRaceRig(): Promise<RaceRig> {
+  const { stack, oldKey, newKey } = await openStackWithKeys(strictS3());
+  const rotators = new Rotators(stack, newKey);
+  const proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
+  const proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
+  return {
+    stack,
+    rotators,
+    oldKey,
+    async holdRotation(mode, bucket, key, op) {
+      proxy.clearFaults();
+      proxy.inject({ fault: { kind: 'hold' }, match: s3Operation(op), times: 1 });
+      const rotation = rotators.rotateOne(mode, proxied, bucket, key);
+      const held = await proxy.nextHeld(30_000);
+      return {
+        release: () => {
+          proxy.release(held, 'forward');
+          return rotation;
+        },
+      };
+    },
+    async close() {
+      proxied.destroy();
+      await proxy.close();
+      await rotators.close();
+      await stack.close();
+    },
+  };
+}
 
 interface Kept {
   readonly metadata: Record<string, string>;

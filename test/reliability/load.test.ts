@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CampaignStore } from '../../src/campaign/store.js';
+import type { CampaignStore } from '../../src/campaign/store.js';
 import { seedObjects, type SeededObject } from '../../scripts/seed/seed.js';
-import { freshBucket, freshKmsKey, openStack, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, startCampaign, waitForCampaign } from './support/campaign.js';
+import { freshBucket, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
+import { assertAllDecrypt, openCampaignSuite, startCampaign, waitForCampaign } from './support/campaign.js';
 import { sampleRss, WorkerFleet, type RssSample } from './support/fleet.js';
 
 const LONG = process.env.REKEY_LONG_TESTS === '1';
@@ -52,10 +52,7 @@ describe(`load: ${OBJECTS} small objects, ${MODE}, through ${WORKERS} workers`, 
   let seedSeconds: number;
 
   before(async () => {
-    stack = openStack(strictS3());
-    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    newKey = await freshKmsKey(stack.kms, 'new');
+    ({ stack, store, oldKey, newKey } = await openCampaignSuite(strictS3()));
     bucket = await freshBucket(stack.s3);
     const started = Date.now();
     seeded = await seedObjects(stack.s3, stack.kms, {

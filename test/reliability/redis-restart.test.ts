@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { CampaignStore } from '../../src/campaign/store.js';
-import { seedObjects, type SeededObject } from '../../scripts/seed/seed.js';
-import { freshBucket, freshKmsKey, openStack, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, assertOneOutcomeEach, openUploads, startCampaign, waitForCampaign } from './support/campaign.js';
+import type { CampaignStore } from '../../src/campaign/store.js';
+import type { SeededObject } from '../../scripts/seed/seed.js';
+import { strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
+import { assertEndsClean, openCampaignSuite, seedPerMode, startPerMode, type PerMode } from './support/campaign.js';
 import { WorkerFleet } from './support/fleet.js';
 import { OwnRedis } from './support/own-redis.js';
 
@@ -23,22 +23,16 @@ describe('Redis restarts in the middle of a rewrap and a rekey campaign', () => 
   let store: CampaignStore;
   let oldKey: TestKey;
   let newKey: TestKey;
-  const buckets = { rewrap: '', rekey: '' };
-  const seeded = { rewrap: [] as SeededObject[], rekey: [] as SeededObject[] };
+  let buckets: PerMode<string>;
+  let seeded: PerMode<SeededObject[]>;
 
   before(async () => {
     redis = await OwnRedis.start();
-    stack = openStack({ ...strictS3(), redisUrl: redis.url });
-    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    newKey = await freshKmsKey(stack.kms, 'new');
-    for (const mode of ['rewrap', 'rekey'] as const) {
-      buckets[mode] = await freshBucket(stack.s3);
-      seeded[mode] = await seedObjects(stack.s3, stack.kms, {
-        bucket: buckets[mode], count: PER_MODE, kmsKeyId: oldKey.keyId, sizes: [10, 5000, 200_000, 1, 70_000, 17 * MiB, 3, 900, 40_000, 2_000_000],
-        objectsPerDataKey: 4, instructionFileEvery: 9, concurrency: 8,
-      });
-    }
+    ({ stack, store, oldKey, newKey } = await openCampaignSuite({ ...strictS3(), redisUrl: redis.url }));
+    ({ buckets, seeded } = await seedPerMode(stack, () => ({
+      count: PER_MODE, kmsKeyId: oldKey.keyId, sizes: [10, 5000, 200_000, 1, 70_000, 17 * MiB, 3, 900, 40_000, 2_000_000],
+      objectsPerDataKey: 4, instructionFileEvery: 9, concurrency: 8,
+    })));
   });
   after(async () => {
     await stack.close();
@@ -48,10 +42,7 @@ describe('Redis restarts in the middle of a rewrap and a rekey campaign', () => 
   test('both campaigns complete; every object has one outcome and decrypts to its original bytes', { timeout: 20 * 60_000 }, async () => {
     const fleet = new WorkerFleet({ config: stack.config });
     try {
-      const ids = {
-        rewrap: (await startCampaign(stack.config, { bucket: buckets.rewrap, mode: 'rewrap', targetKey: newKey.keyId, batchSize: 10 })).id,
-        rekey: (await startCampaign(stack.config, { bucket: buckets.rekey, mode: 'rekey', targetKey: newKey.keyId, batchSize: 10 })).id,
-      };
+      const ids = await startPerMode(stack.config, buckets, newKey.keyId, 10);
       fleet.start();
       fleet.start();
       const done = async () => (await store.status(ids.rewrap)).done + (await store.status(ids.rekey)).done;
@@ -60,12 +51,7 @@ describe('Redis restarts in the middle of a rewrap and a rekey campaign', () => 
         await redis.restart(how, downMs);
       }
       for (const mode of ['rewrap', 'rekey'] as const) {
-        const final = await waitForCampaign(store, ids[mode], { timeoutMs: 10 * 60_000 });
-        const outcomes = await assertOneOutcomeEach(store, ids[mode], buckets[mode], seeded[mode].map((o) => o.key));
-        const odd = [...outcomes.values()].filter((o) => o.outcome !== 'rotated' && o.reason !== 'already-rotated');
-        assert.deepEqual(odd.map((o) => `${o.ref.key} ${o.outcome}:${o.reason} ${o.message}`), [], `${mode}: ${JSON.stringify(final.byReason)}`);
-        assert.deepEqual(await openUploads(stack.s3, buckets[mode]), [], `${mode}: no multipart upload is left open`);
-        assert.deepEqual([...(await assertAllDecrypt(stack, buckets[mode], seeded[mode])).keys()], [newKey.arn]);
+        const final = await assertEndsClean(stack, store, { mode, id: ids[mode], bucket: buckets[mode], seeded: seeded[mode], newKeyArn: newKey.arn, timeoutMs: 10 * 60_000 });
         process.stdout.write(`# redis-restart-figures ${JSON.stringify({ mode, objects: PER_MODE, restarts: redis.restarts, rotated: final.rotated, byReason: final.byReason })}\n`);
       }
       assert.equal(redis.restarts, 2);

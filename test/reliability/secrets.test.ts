@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { DecryptCommand } from '@aws-sdk/client-kms';
-import { CampaignStore } from '../../src/campaign/store.js';
+import type { CampaignStore } from '../../src/campaign/store.js';
 import { kmsEncryptionContext } from '../../src/formats/index.js';
 import { readEncryptedObject } from '../../src/rotate/read-envelope.js';
 import { rekey } from '../helpers/cli.js';
-import { freshBucket, freshKmsKey, openStack, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, startCampaign, waitForCampaign } from './support/campaign.js';
+import { freshBucket, type TestKey, type TestStack } from '../helpers/stack.js';
+import { assertAllDecrypt, openCampaignSuite, startPerMode, waitForCampaign } from './support/campaign.js';
 import { WorkerFleet, type FleetWorker } from './support/fleet.js';
 import { fileHaystacks, needle, redisHaystacks, search, type Haystack, type Needle } from './support/secrets.js';
 import { putSealed, seal } from './support/sealed.js';
@@ -52,10 +52,7 @@ describe('no secret leaves memory: Redis, logs, reports, metrics and temp files 
   const written = { rewrap: [] as Written[], rekey: [] as Written[] };
 
   before(async () => {
-    stack = openStack();
-    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-    oldKey = await freshKmsKey(stack.kms, 'old');
-    newKey = await freshKmsKey(stack.kms, 'new');
+    ({ stack, store, oldKey, newKey } = await openCampaignSuite());
     workerTmp = await mkdtemp(join(tmpdir(), 'rekey-secrets-workers-'));
     for (const mode of ['rewrap', 'rekey'] as const) {
       buckets[mode] = await freshBucket(stack.s3);
@@ -95,10 +92,7 @@ describe('no secret leaves memory: Redis, logs, reports, metrics and temp files 
     });
     const haystacks: Haystack[] = [];
     try {
-      const ids = {
-        rewrap: (await startCampaign(stack.config, { bucket: buckets.rewrap, mode: 'rewrap', targetKey: newKey.keyId, batchSize: 5 })).id,
-        rekey: (await startCampaign(stack.config, { bucket: buckets.rekey, mode: 'rekey', targetKey: newKey.keyId, batchSize: 5 })).id,
-      };
+      const ids = await startPerMode(stack.config, buckets, newKey.keyId, 5);
       const workers = [fleet.start(), fleet.start()];
       // Jobs are deleted once done: Redis is read while they are queued and in flight too.
       while ((await store.status(ids.rekey)).done < PER_MODE / 3) await sleep(50);

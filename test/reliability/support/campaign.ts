@@ -7,9 +7,46 @@ import type { CampaignStatus } from '../../../src/campaign/spec.js';
 import { CampaignStore, objectId } from '../../../src/campaign/store.js';
 import type { Config } from '../../../src/config/config.js';
 import type { ObjectOutcome } from '../../../src/rotate/outcome.js';
+import { seedObjects, type SeededObject, type SeedPlan } from '../../../scripts/seed/seed.js';
 import { rekey } from '../../helpers/cli.js';
-import type { TestStack } from '../../helpers/stack.js';
+import { freshBucket, openStackWithKeys, type StackWithKeys, type TestStack } from '../../helpers/stack.js';
 import { decryptObject } from '../../helpers/verify.js';
+
+/** The stack, campaign store and old and new KMS keys every campaign suite starts from. */
+export interface CampaignSuite extends StackWithKeys {
+  readonly store: CampaignStore;
+}
+
+export async function openCampaignSuite(overrides: Partial<Config> = {}): Promise<CampaignSuite> {
+  const opened = await openStackWithKeys(overrides);
+  return { ...opened, store: new CampaignStore(opened.stack.redis, opened.stack.config.redisPrefix) };
+}
+
+export type Mode = CampaignArgs['mode'];
+export type PerMode<T> = Record<Mode, T>;
+const MODES = ['rewrap', 'rekey'] as const satisfies readonly Mode[];
+
+/** A fresh bucket per mode, seeded one after the other with the plan `plan(mode)` gives. */
+export async function seedPerMode(
+  stack: TestStack,
+  plan: (mode: Mode) => Omit<SeedPlan, 'bucket'>,
+): Promise<{ buckets: PerMode<string>; seeded: PerMode<SeededObject[]> }> {
+  const buckets = { rewrap: '', rekey: '' };
+  const seeded = { rewrap: [] as SeededObject[], rekey: [] as SeededObject[] };
+  for (const mode of MODES) {
+    buckets[mode] = await freshBucket(stack.s3);
+    seeded[mode] = await seedObjects(stack.s3, stack.kms, { ...plan(mode), bucket: buckets[mode] });
+  }
+  return { buckets, seeded };
+}
+
+/** A rewrap campaign of `buckets.rewrap`, then a rekey campaign of `buckets.rekey`, both to `targetKey`; their ids. */
+export async function startPerMode(config: Config, buckets: PerMode<string>, targetKey: string, batchSize?: number): Promise<PerMode<string>> {
+  return {
+    rewrap: (await startCampaign(config, { bucket: buckets.rewrap, mode: 'rewrap', targetKey, batchSize })).id,
+    rekey: (await startCampaign(config, { bucket: buckets.rekey, mode: 'rekey', targetKey, batchSize })).id,
+  };
+}
 
 export interface CampaignArgs {
   readonly bucket: string;
@@ -129,4 +166,28 @@ export async function assertAllDecrypt(stack: TestStack, bucket: string, objects
   );
   assert.deepEqual(wrong.slice(0, 10), [], `${wrong.length} objects do not decrypt to their original bytes`);
   return byKey;
+}
+
+export interface CleanEnd {
+  readonly mode: Mode;
+  readonly id: string;
+  readonly bucket: string;
+  readonly seeded: readonly SeededObject[];
+  readonly newKeyArn: string;
+  readonly timeoutMs: number;
+}
+
+/**
+ * Waits for a campaign and asserts it came through the run's trouble unharmed: one outcome per seeded
+ * object, each rotated (or skipped:already-rotated), no upload left open, every object decrypting to
+ * its original bytes under the new key. Resolves to the final status, for the figures.
+ */
+export async function assertEndsClean(stack: TestStack, store: CampaignStore, run: CleanEnd): Promise<CampaignStatus> {
+  const final = await waitForCampaign(store, run.id, { timeoutMs: run.timeoutMs });
+  const outcomes = await assertOneOutcomeEach(store, run.id, run.bucket, run.seeded.map((o) => o.key));
+  const odd = [...outcomes.values()].filter((o) => o.outcome !== 'rotated' && o.reason !== 'already-rotated');
+  assert.deepEqual(odd.map((o) => `${o.ref.key} ${o.outcome}:${o.reason} ${o.message}`), [], `${run.mode}: ${JSON.stringify(final.byReason)}`);
+  assert.deepEqual(await openUploads(stack.s3, run.bucket), [], `${run.mode}: no multipart upload is left open`);
+  assert.deepEqual([...(await assertAllDecrypt(stack, run.bucket, run.seeded)).keys()], [run.newKeyArn]);
+  return final;
 }

@@ -4,11 +4,7 @@ import { buffer } from 'node:stream/consumers';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { DataKey } from '../../../src/crypto/data-key.js';
-import { encryptSpecFor } from '../../../src/crypto/specs.js';
-import { createEncryptStream } from '../../../src/crypto/streams.js';
-import { buildEnvelope, encodeS3MetadataValue, INSTRUCTION_FILE_MARKER, serialiseEnvelope } from '../../../src/formats/index.js';
-import { generateSharedKey } from '../../../scripts/seed/s3ec-writer.js';
+import { encryptUnder, generateSharedKey, putInstructionFile } from '../../../scripts/seed/s3ec-writer.js';
 
 /**
  * An S3EC object built in memory (the seeder's writer rules), so a test can store it with any
@@ -34,19 +30,13 @@ export interface SealOptions {
 export async function seal(kms: KMSClient, plaintext: Buffer, options: SealOptions): Promise<Sealed> {
   const shared = await generateSharedKey(kms, options.kmsKeyId, options.format, options.context);
   try {
-    const envelope = buildEnvelope({
-      version: options.format,
-      encryptedDataKey: shared.wrapped,
-      encryptionContext: shared.context,
-      dataKey: DataKey.adopt(Buffer.from(shared.plaintext)),
-      location: options.instructionFile ? 'instruction-file' : 'object-metadata',
-      ...(options.recordLength ? { unencryptedContentLength: plaintext.length } : {}),
+    const encrypted = encryptUnder(shared, Readable.from([plaintext]), {
+      format: options.format,
+      instructionFile: options.instructionFile,
+      unencryptedContentLength: options.recordLength ? plaintext.length : undefined,
     });
-    const cipher = createEncryptStream(encryptSpecFor(envelope, DataKey.adopt(Buffer.from(shared.plaintext))));
-    const ciphertext = await buffer(Readable.from([plaintext]).pipe(cipher));
-    const out = serialiseEnvelope(envelope);
-    const metadata = Object.fromEntries(Object.entries(out.objectMetadata).map(([k, v]) => [k, encodeS3MetadataValue(v)]));
-    return { ciphertext, metadata, instructionFile: out.instructionFile, plaintextSha256: createHash('sha256').update(plaintext).digest('hex') };
+    const ciphertext = await buffer(encrypted.ciphertext);
+    return { ciphertext, metadata: encrypted.metadata, instructionFile: encrypted.instructionFile, plaintextSha256: createHash('sha256').update(plaintext).digest('hex') };
   } finally {
     shared.plaintext.fill(0);
   }
@@ -68,9 +58,5 @@ export async function putSealed(
   } else {
     await s3.send(new PutObjectCommand({ ...params, Body: sealed.ciphertext }));
   }
-  if (sealed.instructionFile !== undefined) {
-    await s3.send(
-      new PutObjectCommand({ Bucket: bucket, Key: `${key}.instruction`, Body: sealed.instructionFile, Metadata: { [INSTRUCTION_FILE_MARKER]: '' } }),
-    );
-  }
+  if (sealed.instructionFile !== undefined) await putInstructionFile(s3, bucket, key, sealed.instructionFile);
 }
