@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { DecryptCommand, GenerateDataKeyCommand, ReEncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
 import pLimit, { type LimitFunction } from 'p-limit';
@@ -75,12 +76,19 @@ export interface KmsBatcherOptions {
   readonly concurrency?: number;
   readonly retry?: Partial<RetryOptions>;
   readonly observer?: KmsObserver;
+  /**
+   * Distinct successful ReEncrypt results remembered across batches, least recently used forgotten
+   * first. Default 10,000; 0 remembers none (requests in flight are still shared).
+   */
+  readonly rewrapCacheSize?: number;
 }
 
 const AES_256_BYTES = 32;
+const DEFAULT_REWRAP_CACHE_SIZE = 10_000;
 
 /**
- * Every KMS call rekey makes goes through here: rewrap (ReEncrypt, deduplicated per batch) for the
+ * Every KMS call rekey makes goes through here: rewrap (ReEncrypt, deduplicated across the batches of
+ * this batcher's lifetime, i.e. one campaign in one worker process) for the
  * `rewrap` mode, GenerateDataKey and Decrypt for the `rekey` mode. Each call is bounded by the
  * process-wide concurrency, paced by the campaign-wide rate limiter and retried with backoff when the
  * failure is transient.
@@ -91,6 +99,7 @@ export class KmsBatcher {
   private readonly limit: LimitFunction;
   private readonly retry: RetryOptions;
   private readonly observer: KmsObserver;
+  private readonly rewraps: RewrapCache;
 
   constructor(options: KmsBatcherOptions) {
     this.kms = options.kms;
@@ -98,22 +107,24 @@ export class KmsBatcher {
     this.limit = pLimit(options.concurrency ?? 16);
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.observer = options.observer ?? {};
+    this.rewraps = new RewrapCache(options.rewrapCacheSize ?? DEFAULT_REWRAP_CACHE_SIZE);
   }
 
   /**
    * Moves each wrapped key under `targetKeyId` with exactly one ReEncrypt per distinct request, so
-   * objects sharing a cached data key cost one KMS call. Never throws for a single request's failure:
+   * objects sharing a cached data key cost one KMS call, also when they come in different or
+   * concurrent batches (as long as the request is still in the cache). Never throws for a single request's failure:
    * each result says `ok` or carries its KmsError, in the order of `requests`.
    */
   async rewrapMany(requests: readonly RewrapRequest[], targetKeyId: string): Promise<RewrapResult[]> {
     /* Precondition: a destination key is named. */
     if (targetKeyId.length === 0) throw new RangeError('rewrapMany needs a target key id');
-    const groups = groupDistinct(requests);
+    const groups = groupDistinct(requests, targetKeyId);
     this.observer.onBatch?.({ requests: requests.length, distinct: groups.length });
     const results = new Array<RewrapResult>(requests.length);
     await Promise.all(
-      groups.map(async ({ request, indexes }) => {
-        const outcome = await this.rewrapOne(request, targetKeyId);
+      groups.map(async ({ id, request, indexes }) => {
+        const outcome = await this.rewraps.get(id, () => this.rewrapOne(request, targetKeyId));
         // Each object gets its own copy, so one caller editing its bytes cannot reach another object.
         for (const i of indexes) results[i] = outcome.ok ? { ...outcome, ciphertext: outcome.ciphertext.slice() } : outcome;
       }),
@@ -220,27 +231,73 @@ export class KmsBatcher {
   }
 }
 
+/**
+ * ReEncrypt results by request digest. A request in flight is shared by every caller that asks
+ * meanwhile (so objects of one data key rotated one by one still cost one call); a success is then
+ * remembered, least recently used forgotten first; a failure is forgotten at once, so the next caller
+ * asks KMS again. What is kept is a wrapped key and key ARNs: ReEncrypt never returns a plaintext key,
+ * and Decrypt / GenerateDataKey results never come here.
+ */
+class RewrapCache {
+  /** Bounded by the requests waiting in this process, not by `capacity`. */
+  private readonly inFlight = new Map<string, Promise<RewrapResult>>();
+  private readonly settled = new Map<string, RewrapResult>();
+
+  constructor(private readonly capacity: number) {}
+
+  get(id: string, rewrap: () => Promise<RewrapResult>): Promise<RewrapResult> {
+    const known = this.settled.get(id);
+    if (known) {
+      this.settled.delete(id);
+      this.settled.set(id, known);
+      return Promise.resolve(known);
+    }
+    const waiting = this.inFlight.get(id);
+    if (waiting) return waiting;
+    const pending = rewrap();
+    this.inFlight.set(id, pending);
+    // Registered before any caller's continuation, so a success is remembered before anyone can miss it.
+    pending.then(
+      (result) => {
+        this.inFlight.delete(id);
+        this.remember(id, result);
+      },
+      () => this.inFlight.delete(id),
+    );
+    return pending;
+  }
+
+  private remember(id: string, result: RewrapResult): void {
+    if (!result.ok || this.capacity <= 0) return;
+    this.settled.set(id, result);
+    if (this.settled.size > this.capacity) this.settled.delete(this.settled.keys().next().value!);
+  }
+}
+
 interface DistinctGroup {
+  /** Digest of the request and destination key; the cache keeps no copy of the wrapped key as its key. */
+  readonly id: string;
   readonly request: RewrapRequest;
   readonly indexes: number[];
 }
 
 /**
- * Groups requests by (wrapped key bytes, source context, destination context) and, beyond that, by
- * the expected source key: two requests that expect different source keys must each be checked.
+ * Groups requests by (wrapped key bytes, source context, destination key, destination context) and,
+ * beyond that, by the expected source key: two requests that expect different source keys must each
+ * be checked.
  */
-function groupDistinct(requests: readonly RewrapRequest[]): DistinctGroup[] {
+function groupDistinct(requests: readonly RewrapRequest[], targetKeyId: string): DistinctGroup[] {
   const groups = new Map<string, DistinctGroup>();
   requests.forEach((request, index) => {
-    const id = [
-      Buffer.from(request.wrappedKey.buffer, request.wrappedKey.byteOffset, request.wrappedKey.byteLength).toString('base64'),
-      canonicalContext(request.sourceContext),
-      canonicalContext(request.destinationContext),
-      request.sourceKeyId ?? '',
-    ].join('\n');
+    const id = createHash('sha256')
+      .update(request.wrappedKey)
+      .update(
+        JSON.stringify([canonicalContext(request.sourceContext), targetKeyId, canonicalContext(request.destinationContext), request.sourceKeyId ?? '']),
+      )
+      .digest('base64');
     const group = groups.get(id);
     if (group) group.indexes.push(index);
-    else groups.set(id, { request, indexes: [index] });
+    else groups.set(id, { id, request, indexes: [index] });
   });
   return [...groups.values()];
 }

@@ -1,5 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import pLimit from 'p-limit';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { rewrapEncryptionContexts, withRewrappedKey, type RewrapContexts } from '../formats/index.js';
 import type { KmsBatcher, RewrapResult } from '../kms/batcher.js';
 import type { WriteResult } from '../s3/conditional-writes.js';
@@ -32,8 +32,9 @@ interface Finished {
 }
 
 /**
- * `rewrap` of a batch: read every envelope, move all their wrapped data keys to the target key with
- * one KMS ReEncrypt per distinct key, then write each new envelope conditionally. The plaintext data
+ * `rewrap` of a batch: each object on its own reads its envelope, moves its wrapped data key to the
+ * target key (the KmsBatcher makes one ReEncrypt per distinct key, shared by the objects that wait for
+ * it and remembered for later batches), then writes its new envelope conditionally. The plaintext data
  * key never leaves KMS, and the body is never read.
  */
 export class Rewrapper {
@@ -48,38 +49,45 @@ export class Rewrapper {
 
   async rotate(refs: readonly ObjectRef[], journal: UploadJournal): Promise<ObjectOutcome[]> {
     const limit = pLimit(this.deps.s3Concurrency ?? 16);
-    const outcomes = new Map<ObjectRef, ObjectOutcome>();
-    const prepared: Prepared[] = [];
-    await Promise.all(
-      refs.map((ref) =>
-        limit(async () => {
-          const started = Date.now();
-          try {
-            const object = await readEncryptedObject(this.deps.s3, ref);
-            const recent = this.target.modifiedBefore === undefined ? undefined : notDue(this.target, undefined, object.snapshot.lastModified);
-            // An age cut-off is told by the date alone: no KMS call for an object rotated since.
-            if (recent) outcomes.set(ref, notRotated(ref, 'rewrap', 'already-rotated', recent, { format: object.envelope.version, durationMs: Date.now() - started }));
-            else prepared.push({ ref, started, object, contexts: rewrapEncryptionContexts(object.envelope, this.target.targetKey) });
-          } catch (err) {
-            outcomes.set(ref, fromError(ref, 'rewrap', err, { durationMs: Date.now() - started }));
-          }
-        }),
-      ),
-    );
-    const results = await this.deps.kms.rewrapMany(
-      prepared.map((p) => ({
-        wrappedKey: p.object.envelope.encryptedDataKey,
-        sourceContext: p.contexts.source,
-        destinationContext: p.contexts.destination,
-      })),
-      this.target.targetKeyArn,
-    );
-    const finished = await Promise.all(prepared.map((p, i) => limit(() => this.finish(p, results[i]!, journal))));
+    // Objects are pipelined rather than run in batch-wide phases (all HEADs, then KMS, then all
+    // writes): an S3 slot is held per request, so one object's KMS wait leaves it to another object.
+    const settledAll = await Promise.allSettled(refs.map((ref) => this.rotateOne(ref, limit, journal)));
+    // A rejection is not an object's failure (the rate limiter's Redis): the whole batch fails and is
+    // retried, but only once every object is settled, so no write of this batch is still running then.
+    const rejected = settledAll.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (rejected) throw rejected.reason;
+    const finished = settledAll.map((s) => (s as PromiseFulfilledResult<Finished>).value);
     const written = finished.filter((f) => f.replacement !== undefined);
     const settlements = await this.replaced.settle(written.map((f) => f.replacement!));
+    const outcomes = new Map<ObjectRef, ObjectOutcome>();
     for (const f of finished) outcomes.set(f.outcome.ref, f.outcome);
     written.forEach((f, i) => outcomes.set(f.outcome.ref, settledOutcome(f.outcome, settlements[i]!, f.replacement!.replaced)));
     return refs.map((ref) => outcomes.get(ref)!);
+  }
+
+  private async rotateOne(ref: ObjectRef, limit: LimitFunction, journal: UploadJournal): Promise<Finished> {
+    const started = Date.now();
+    let prepared: Prepared;
+    try {
+      const object = await limit(() => readEncryptedObject(this.deps.s3, ref));
+      const recent = this.target.modifiedBefore === undefined ? undefined : notDue(this.target, undefined, object.snapshot.lastModified);
+      // An age cut-off is told by the date alone: no KMS call for an object rotated since.
+      if (recent) return { outcome: notRotated(ref, 'rewrap', 'already-rotated', recent, { format: object.envelope.version, durationMs: Date.now() - started }) };
+      prepared = { ref, started, object, contexts: rewrapEncryptionContexts(object.envelope, this.target.targetKey) };
+    } catch (err) {
+      return { outcome: fromError(ref, 'rewrap', err, { durationMs: Date.now() - started }) };
+    }
+    const [result] = await this.deps.kms.rewrapMany(
+      [
+        {
+          wrappedKey: prepared.object.envelope.encryptedDataKey,
+          sourceContext: prepared.contexts.source,
+          destinationContext: prepared.contexts.destination,
+        },
+      ],
+      this.target.targetKeyArn,
+    );
+    return limit(() => this.finish(prepared, result!, journal));
   }
 
   private async finish(p: Prepared, result: RewrapResult, journal: UploadJournal): Promise<Finished> {

@@ -27,11 +27,16 @@ export interface ReplacementOptions {
   readonly journal?: UploadJournal;
 }
 
-const MIN_PART_BYTES = 16 * 1024 * 1024;
+/**
+ * lib-storage holds `queueSize` parts in flight plus the one it fills and its concatenated copy, so
+ * this sets most of a rekey's memory: 16 MiB parts peaked at 313–375 MiB RSS for one object, 8 MiB
+ * parts stay under 300 MiB with the same four uploads in flight (docs/benchmarks.md, memory).
+ */
+const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 /** S3 allows 10,000 parts; leave headroom for a body that turns out longer than announced. */
 const MAX_PLANNED_PARTS = 9_000;
 
-export function partBytesFor(contentLength: number | undefined, preferred = MIN_PART_BYTES): number {
+export function partBytesFor(contentLength: number | undefined, preferred = DEFAULT_PART_BYTES): number {
   return Math.max(preferred, Math.ceil((contentLength ?? 0) / MAX_PLANNED_PARTS));
 }
 

@@ -4,7 +4,7 @@ import { DecryptCommand, GenerateDataKeyCommand } from '@aws-sdk/client-kms';
 import type { RewrapRequest, RewrapResult } from '../../../src/kms/batcher.js';
 import { KmsError } from '../../../src/kms/errors.js';
 import { freshKmsKey, type TestKey } from '../../helpers/stack.js';
-import { kmsThrottling, seededRandom, serverError } from './fault-proxy.js';
+import { kmsOperation, kmsThrottling, seededRandom, serverError } from './fault-proxy.js';
 import { openKmsHarness, reEncrypt, wrapFreshDataKey, type KmsHarness } from './harness.js';
 
 const CONTEXT = { 'aws:x-amz-cek-alg': 'AES/GCM/NoPadding', team: 'storage' };
@@ -97,6 +97,93 @@ describe('KmsBatcher.rewrapMany against moto KMS', () => {
       back.Plaintext?.fill(0);
     }
     for (const p of plaintexts.values()) p.fill(0);
+  });
+
+  test('batches sharing a data key, one after another or at once, cost one ReEncrypt per key for the whole batcher', async () => {
+    h.proxy.clearFaults();
+    const { batcher, observer } = h.batcher();
+    const [a, b, c] = await Promise.all([1, 2, 3].map(() => wrapFreshDataKey(h.stack.kms, oldKey.keyId, CONTEXT)));
+    const request = (blob: Uint8Array): RewrapRequest => ({ wrappedKey: Uint8Array.from(blob), sourceContext: CONTEXT, destinationContext: CONTEXT, sourceKeyId: oldKey.keyId });
+    const before = h.proxy.count(reEncrypt);
+
+    const first = await batcher.rewrapMany([request(a!), request(b!)], newKey.keyId);
+    const second = await batcher.rewrapMany([request(b!), request(a!), request(a!)], newKey.keyId);
+    // Two batches at once: the second finds the first's call in flight and waits for it.
+    const [third, fourth] = await Promise.all([batcher.rewrapMany([request(c!)], newKey.keyId), batcher.rewrapMany([request(c!), request(a!)], newKey.keyId)]);
+
+    assert.equal(h.proxy.count(reEncrypt) - before, 3, 'wire: one ReEncrypt per distinct wrapped key across batches');
+    assert.equal(observer.count('ReEncrypt'), 3);
+    assert.deepEqual(okResult(second[1]).ciphertext, okResult(first[0]).ciphertext, 'the remembered result is the first call\'s');
+    assert.notEqual(okResult(second[1]).ciphertext, okResult(first[0]).ciphertext, 'but each object still owns its bytes');
+    okResult(second[1]).ciphertext.fill(0);
+    assert.notDeepEqual(okResult(second[2]).ciphertext, okResult(second[1]).ciphertext, 'zeroing one copy leaves the cache intact');
+    assert.deepEqual(okResult(fourth[0]).ciphertext, okResult(third[0]).ciphertext);
+    assert.equal(okResult(fourth[1]).sourceKeyId, oldKey.arn);
+
+    // Another destination key is another request, never an answer remembered for the first.
+    const otherTarget = await freshKmsKey(h.stack.kms);
+    const [moved] = await batcher.rewrapMany([request(a!)], otherTarget.keyId);
+    assert.equal(okResult(moved).keyId, otherTarget.arn);
+    assert.equal(h.proxy.count(reEncrypt) - before, 4);
+  });
+
+  test('a failed ReEncrypt is not remembered: the next batch asks KMS again', async () => {
+    h.proxy.clearFaults();
+    const { batcher } = h.batcher({ retry: { attempts: 1 } });
+    const blob = await wrapFreshDataKey(h.stack.kms, oldKey.keyId, CONTEXT);
+    const request: RewrapRequest = { wrappedKey: blob, sourceContext: CONTEXT, destinationContext: CONTEXT, sourceKeyId: oldKey.keyId };
+    const before = h.proxy.count(reEncrypt);
+
+    h.proxy.inject({ fault: kmsThrottling(), match: reEncrypt, times: 1 });
+    const [failed] = await batcher.rewrapMany([request, request], newKey.keyId);
+    assert.equal(errorOf(failed).reason, 'kms-throttled');
+    assert.equal(h.proxy.count(reEncrypt) - before, 1);
+
+    const [retried] = await batcher.rewrapMany([request], newKey.keyId);
+    assert.equal(okResult(retried).keyId, newKey.arn);
+    assert.equal(h.proxy.count(reEncrypt) - before, 2, 'the failure was asked again');
+    const [again] = await batcher.rewrapMany([request], newKey.keyId);
+    assert.deepEqual(okResult(again).ciphertext, okResult(retried).ciphertext);
+    assert.equal(h.proxy.count(reEncrypt) - before, 2, 'the success is remembered');
+
+    // A failure that is not KMS' (the rate limiter's Redis) rejects the batch and is not remembered either.
+    const broken = h.batcher({ limiter: { acquire: () => Promise.reject(new Error('Redis is read-only')) } }).batcher;
+    await assert.rejects(broken.rewrapMany([request], newKey.keyId), /Redis is read-only/);
+    await assert.rejects(broken.rewrapMany([request], newKey.keyId), /Redis is read-only/, 'asked again, not a remembered rejection');
+  });
+
+  test('Decrypt is never remembered: each plaintext data key comes from KMS and is the caller\'s alone', async () => {
+    h.proxy.clearFaults();
+    const { batcher } = h.batcher();
+    const blob = await wrapFreshDataKey(h.stack.kms, oldKey.keyId, CONTEXT);
+    const decrypt = kmsOperation('Decrypt');
+    const before = h.proxy.count(decrypt);
+    const first = await batcher.decryptDataKey(blob, CONTEXT, oldKey.keyId);
+    const copy = Buffer.from(first.plaintext);
+    first.plaintext.fill(0);
+    const second = await batcher.decryptDataKey(blob, CONTEXT, oldKey.keyId);
+    assert.equal(h.proxy.count(decrypt) - before, 2, 'one Decrypt per call');
+    assert.ok(second.plaintext.equals(copy), 'zeroing the first plaintext did not reach the second');
+    second.plaintext.fill(0);
+    copy.fill(0);
+  });
+
+  test('the cache is bounded: the least recently used request is forgotten first', async () => {
+    h.proxy.clearFaults();
+    const { batcher } = h.batcher({ rewrapCacheSize: 2 });
+    const [a, b, c] = await Promise.all([1, 2, 3].map(() => wrapFreshDataKey(h.stack.kms, oldKey.keyId, CONTEXT)));
+    const rewrap = (blob: Uint8Array) => batcher.rewrapMany([{ wrappedKey: blob, sourceContext: CONTEXT, destinationContext: CONTEXT }], newKey.keyId);
+    const before = h.proxy.count(reEncrypt);
+
+    await rewrap(a!);
+    await rewrap(b!);
+    await rewrap(a!); // a is now the most recently used
+    await rewrap(c!); // evicts b
+    assert.equal(h.proxy.count(reEncrypt) - before, 3);
+    await rewrap(a!);
+    assert.equal(h.proxy.count(reEncrypt) - before, 3, 'a stayed');
+    await rewrap(b!);
+    assert.equal(h.proxy.count(reEncrypt) - before, 4, 'b was forgotten');
   });
 
   test('a different context is a different ReEncrypt, even for the same bytes', async () => {
