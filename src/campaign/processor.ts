@@ -2,14 +2,14 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Queue } from 'bullmq';
 import { abortUnjournaledUploads, abortUpload } from '../s3/conditional-writes.js';
 import type { DurableUploadJournal, UploadJournal } from '../s3/upload-journal.js';
-import { notRotated, type Mode, type ObjectOutcome, type ObjectRef } from '../rotate/outcome.js';
+import { notRotated, type Mode, type ObjectOutcome, type ObjectRef, type OutcomeSink } from '../rotate/outcome.js';
 import { batchesOf, enqueue, refsOf, type BatchJob } from './queue.js';
 import type { CampaignSpec } from './spec.js';
 import type { CampaignStore } from './store.js';
 
 /** Rotates a batch of objects of one campaign; what the rotate layer offers the campaign layer. */
 export interface BatchRotator {
-  rotate(refs: readonly ObjectRef[], journal: UploadJournal): Promise<ObjectOutcome[]>;
+  rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink): Promise<ObjectOutcome[]>;
 }
 
 export interface ProcessorDeps {
@@ -33,8 +33,8 @@ const defaultDelay = (attempt: number) => Math.min(60_000, 1000 * 2 ** attempt) 
 
 /**
  * Processes one batch job: skips objects that already have an outcome (a re-delivered job), aborts
- * uploads a killed worker left open for these objects, rotates the rest, records each outcome once,
- * and puts objects with a retryable failure back on the queue with a backoff.
+ * uploads a killed worker left open for these objects, rotates the rest, records each final outcome
+ * once as it comes, and puts objects with a retryable failure back on the queue with a backoff.
  */
 export async function processBatch(deps: ProcessorDeps, job: BatchJob, options: ProcessorOptions = {}): Promise<BatchResult> {
   const { store } = deps;
@@ -48,24 +48,34 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, options: 
   await abortLeftovers(deps.s3, journal, pending);
   const settled = deps.observe?.(id, spec.mode, pending);
 
+  const attempt = (job.a ?? 0) + 1;
+  const maxAttempts = options.objectAttempts ?? 5;
+  const final = new Set<ObjectOutcome>();
+  let recorded = 0;
+  // Final outcomes are recorded as each object settles, not when the batch ends: a worker killed
+  // mid-batch then takes no finished object's facts (old key, bytes, versions) with it.
+  const recordFinal: OutcomeSink = async (outcome) => {
+    if (outcome.retryable && attempt < maxAttempts) return;
+    final.add(outcome);
+    const counted = await store.record(id, outcome);
+    if (counted) recorded += 1;
+    settled?.(outcome, counted);
+  };
+
   const outcomes =
     state === 'cancelled'
       ? pending.map((ref) => notRotated(ref, spec.mode, 'cancelled', 'the campaign was cancelled'))
-      : await deps.rotatorFor(id, spec).rotate(pending, journal);
+      : await deps.rotatorFor(id, spec).rotate(pending, journal, recordFinal);
 
-  const attempt = (job.a ?? 0) + 1;
-  const maxAttempts = options.objectAttempts ?? 5;
   const retry: ObjectRef[] = [];
-  let recorded = 0;
   for (const outcome of outcomes) {
+    if (final.has(outcome)) continue;
     if (outcome.retryable && attempt < maxAttempts) {
       retry.push(outcome.ref);
       settled?.(outcome, false);
       continue;
     }
-    const counted = await store.record(id, outcome);
-    if (counted) recorded += 1;
-    settled?.(outcome, counted);
+    await recordFinal(outcome);
   }
   const delayMs = (options.retryDelayMs ?? defaultDelay)(attempt);
   await enqueue(deps.queue, batchesOf(id, retry, spec.batchSize, attempt), { priority: spec.priority, delayMs });

@@ -98,3 +98,9 @@ export function fromError(ref: ObjectRef, mode: Mode, err: unknown, facts: Outco
   const message = err instanceof Error ? err.message : String(err);
   return notRotated(ref, mode, reason, message, facts);
 }
+
+/**
+ * Told each object's outcome as soon as it is settled, before the rest of its batch: the caller can
+ * record it at once, so a worker killed mid-batch loses no finished object's facts.
+ */
+export type OutcomeSink = (outcome: ObjectOutcome) => Promise<void>;

@@ -18,7 +18,7 @@ import type { WriteResult } from '../s3/conditional-writes.js';
 import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
 import { readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
-import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type TargetFormat } from './outcome.js';
+import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type TargetFormat } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
@@ -55,9 +55,17 @@ export class Rekeyer {
     this.replaced = new ReplacedVersions(deps, target);
   }
 
-  async rotate(refs: readonly ObjectRef[], journal: UploadJournal): Promise<ObjectOutcome[]> {
+  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink): Promise<ObjectOutcome[]> {
     const limit = pLimit(this.deps.objectConcurrency ?? 4);
-    return Promise.all(refs.map((ref) => limit(() => this.rekeyOne(ref, journal))));
+    return Promise.all(
+      refs.map((ref) =>
+        limit(async () => {
+          const outcome = await this.rekeyOne(ref, journal);
+          await onOutcome?.(outcome);
+          return outcome;
+        }),
+      ),
+    );
   }
 
   private async rekeyOne(ref: ObjectRef, journal: UploadJournal): Promise<ObjectOutcome> {

@@ -77,6 +77,7 @@ export class ReplacedVersions {
       return { kind: 'kept', note: `replaced version stays under the old key until deleted (--purge-replaced-versions): ${describeVersions(item.replaced)}` };
     });
     const pending = items.flatMap((item, i) => (settled[i] === undefined ? [{ item, i }] : []));
+    if (pending.length === 0) return settled.map((s) => s!);
     let verified: (RekeyError | undefined)[];
     try {
       verified = await this.verify(pending.map((p) => p.item));

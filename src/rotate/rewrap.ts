@@ -4,7 +4,7 @@ import { rewrapEncryptionContexts, withRewrappedKey, type RewrapContexts } from 
 import type { KmsBatcher, RewrapResult } from '../kms/batcher.js';
 import type { WriteResult } from '../s3/conditional-writes.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
-import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef } from './outcome.js';
+import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeSink } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
@@ -47,22 +47,30 @@ export class Rewrapper {
     this.replaced = new ReplacedVersions(deps, target);
   }
 
-  async rotate(refs: readonly ObjectRef[], journal: UploadJournal): Promise<ObjectOutcome[]> {
+  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink): Promise<ObjectOutcome[]> {
     const limit = pLimit(this.deps.s3Concurrency ?? 16);
     // Objects are pipelined rather than run in batch-wide phases (all HEADs, then KMS, then all
     // writes): an S3 slot is held per request, so one object's KMS wait leaves it to another object.
-    const settledAll = await Promise.allSettled(refs.map((ref) => this.rotateOne(ref, limit, journal)));
+    const settledAll = await Promise.allSettled(
+      refs.map(async (ref) => {
+        const outcome = await this.settle(await this.rotateOne(ref, limit, journal), limit);
+        await onOutcome?.(outcome);
+        return outcome;
+      }),
+    );
     // A rejection is not an object's failure (the rate limiter's Redis): the whole batch fails and is
     // retried, but only once every object is settled, so no write of this batch is still running then.
     const rejected = settledAll.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (rejected) throw rejected.reason;
-    const finished = settledAll.map((s) => (s as PromiseFulfilledResult<Finished>).value);
-    const written = finished.filter((f) => f.replacement !== undefined);
-    const settlements = await this.replaced.settle(written.map((f) => f.replacement!));
-    const outcomes = new Map<ObjectRef, ObjectOutcome>();
-    for (const f of finished) outcomes.set(f.outcome.ref, f.outcome);
-    written.forEach((f, i) => outcomes.set(f.outcome.ref, settledOutcome(f.outcome, settlements[i]!, f.replacement!.replaced)));
-    return refs.map((ref) => outcomes.get(ref)!);
+    return settledAll.map((s) => (s as PromiseFulfilledResult<ObjectOutcome>).value);
+  }
+
+  /** The outcome with its replaced versions kept or, verified, purged. */
+  private async settle(finished: Finished, limit: LimitFunction): Promise<ObjectOutcome> {
+    const { outcome, replacement } = finished;
+    if (!replacement) return outcome;
+    const [settlement] = await limit(() => this.replaced.settle([replacement]));
+    return settledOutcome(outcome, settlement!, replacement.replaced);
   }
 
   private async rotateOne(ref: ObjectRef, limit: LimitFunction, journal: UploadJournal): Promise<Finished> {

@@ -308,6 +308,12 @@ export class FaultProxy {
         answer.pipe(res);
       },
     );
+    // A client that dies mid-exchange (a SIGKILLed worker) must not leave the upstream socket open
+    // with an unread answer: it would keep the test process alive after its last test.
+    res.once('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    upstream.on('response', (answer) => answer.on('error', () => undefined));
     upstream.on('error', () => {
       if (res.destroyed) return;
       if (res.headersSent) res.destroy();
