@@ -12,8 +12,16 @@ import type { ObjectOutcome } from '../rotate/outcome.js';
  */
 export interface AuditTrail {
   campaign(event: 'created' | 'paused' | 'resumed' | 'cancelled' | 'retried', id: string, spec?: CampaignSpec): void;
+  /** A schedule made (with what each of its runs will rotate) or removed; each run is then a campaign of its own. */
+  schedule(event: 'created' | 'removed', id: string, detail?: ScheduleDetail): void;
   object(campaign: string, outcome: ObjectOutcome): void;
   flush(): Promise<void>;
+}
+
+export interface ScheduleDetail {
+  readonly spec: CampaignSpec;
+  readonly everyMs: number;
+  readonly minAgeMs: number;
 }
 
 export interface Actor {
@@ -30,6 +38,7 @@ export function currentActor(accessKeyId?: string): Actor {
 
 const noTrail: AuditTrail = {
   campaign() {},
+  schedule() {},
   object() {},
   async flush() {},
 };
@@ -41,24 +50,12 @@ export function openAuditTrail(destination: string | undefined, actor: Actor): A
   const log: Logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'event', formatters: { level: (label) => ({ level: label }) } }, stream);
   return {
     campaign(event, id, spec) {
+      log.info({ campaign: id, actor, ...(spec ? specFields(spec) : {}) }, `campaign.${event}`);
+    },
+    schedule(event, id, detail) {
       log.info(
-        {
-          campaign: id,
-          actor,
-          ...(spec
-            ? {
-                name: spec.name,
-                mode: spec.mode,
-                targetKey: spec.targetKey,
-                targetKeyArn: spec.targetKeyArn,
-                sourceKeyArns: spec.sourceKeyArns,
-                targetFormat: spec.targetFormat,
-                priority: spec.priority,
-                sources: spec.sources,
-              }
-            : {}),
-        },
-        `campaign.${event}`,
+        { schedule: id, actor, ...(detail ? { everyMs: detail.everyMs, minAgeMs: detail.minAgeMs, ...specFields(detail.spec) } : {}) },
+        `schedule.${event}`,
       );
     },
     object(campaign, o) {
@@ -85,6 +82,21 @@ export function openAuditTrail(destination: string | undefined, actor: Actor): A
       );
     },
     flush: () => new Promise<void>((resolve) => stream.flush(() => resolve())),
+  };
+}
+
+/** What a campaign or schedule rotates, with which keys: ids and ARNs only. */
+function specFields(spec: CampaignSpec) {
+  return {
+    name: spec.name,
+    mode: spec.mode,
+    targetKey: spec.targetKey,
+    targetKeyArn: spec.targetKeyArn,
+    sourceKeyArns: spec.sourceKeyArns,
+    targetFormat: spec.targetFormat,
+    priority: spec.priority,
+    sources: spec.sources,
+    ...(spec.schedule ? { schedule: spec.schedule.id } : {}),
   };
 }
 

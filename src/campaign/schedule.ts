@@ -146,7 +146,8 @@ export async function nextFiring(queue: Queue<ScheduleJob>, id: string): Promise
 const UNFINISHED: readonly CampaignState[] = ['planning', 'running', 'paused'];
 
 export type RunResult =
-  | { readonly kind: 'planned'; readonly campaignId: string }
+  /** `spec` is set when this firing created the campaign (not when a retried job resumes its plan). */
+  | { readonly kind: 'planned'; readonly campaignId: string; readonly spec?: CampaignSpec }
   /** The previous run is still planning, running or paused: runs never pile up on a slow campaign. */
   | { readonly kind: 'skipped'; readonly previous: string }
   | { readonly kind: 'unscheduled' };
@@ -160,16 +161,18 @@ export async function runSchedule(deps: PlanDeps & { readonly schedules: Schedul
   if (schedule === undefined) return { kind: 'unscheduled' };
   const firedAt = firedAtOf(job);
   const campaignId = runCampaignId(schedule.id, firedAt);
+  let created: CampaignSpec | undefined;
   if (!(await deps.store.exists(campaignId))) {
     const [previous] = await deps.schedules.runs(schedule.id, 1);
     if (previous && (await deps.store.exists(previous.campaignId)) && UNFINISHED.includes(await deps.store.state(previous.campaignId))) {
       return { kind: 'skipped', previous: previous.campaignId };
     }
-    await deps.store.create(runSpec(schedule, firedAt), campaignId);
+    created = runSpec(schedule, firedAt);
+    await deps.store.create(created, campaignId);
   }
   await deps.schedules.addRun(schedule.id, { campaignId, firedAt });
   await planCampaign(deps, campaignId);
-  return { kind: 'planned', campaignId };
+  return { kind: 'planned', campaignId, ...(created ? { spec: created } : {}) };
 }
 
 /** BullMQ names a scheduler's jobs `repeat:<scheduler id>:<firing time in ms>`. */

@@ -156,8 +156,10 @@ export class CampaignWorker {
 
   private async plan(job: Job<ScheduleJob>): Promise<unknown> {
     const result = await runSchedule({ s3: this.s3, store: this.store, queue: this.queue, schedules: new ScheduleStore(this.redis, this.config.redisPrefix) }, job);
-    this.log?.info({ schedule: job.data.s, ...result }, 'scheduled run');
-    return result;
+    if (result.kind === 'planned' && result.spec) this.options.audit?.campaign('created', result.campaignId, result.spec);
+    const summary = result.kind === 'planned' ? { kind: result.kind, campaignId: result.campaignId } : result;
+    this.log?.info({ schedule: job.data.s, ...summary }, 'scheduled run');
+    return summary;
   }
 
   private async process(job: Job<BatchJob>, token: string | undefined): Promise<unknown> {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createSchedule, makePlanQueue, newScheduleId, nextFiring, removeSchedule, ScheduleStore, type Schedule, type ScheduleDeps } from '../campaign/schedule.js';
 import type { CampaignSpec } from '../campaign/spec.js';
+import { openConfiguredAuditTrail } from '../campaign/audit-trail.js';
 import { CampaignStore } from '../campaign/store.js';
 import { makeRedis } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
@@ -65,8 +66,12 @@ export function registerSchedules(program: Command): void {
     .command('unschedule <id>')
     .description('Remove a schedule: no more runs; runs already made stay campaigns of their own')
     .action(async (id: string) => {
-      await withSchedules(loadConfig(), async (deps) => {
+      const config = loadConfig();
+      await withSchedules(config, async (deps) => {
         if (!(await removeSchedule(deps, id))) throw new ConfigError(`no schedule ${id}: run rekey schedules to list them`);
+        const audit = await openConfiguredAuditTrail(config);
+        audit.schedule('removed', id);
+        await audit.flush();
         process.stdout.write(`schedule ${id}: removed\n`);
       });
     });

@@ -100,6 +100,9 @@ export function registerStart(program: Command): void {
       const config = loadConfig();
       if (flags.every !== undefined) {
         const schedule = await scheduleCampaign(config, await specFrom(config, flags), { everyMs: flags.every, minAgeMs: flags.minAge ?? 0 });
+        const audit = await openConfiguredAuditTrail(config);
+        audit.schedule('created', schedule.id, schedule);
+        await audit.flush();
         const text = `${describeSchedule(schedule)}\n  the first run starts when a worker takes it; see: rekey schedules (rekey unschedule ${schedule.id} stops it)`;
         print(flags, { schedule: schedule.id, every: formatDurationFlag(schedule.everyMs), minAge: formatDurationFlag(schedule.minAgeMs) }, text);
         return;

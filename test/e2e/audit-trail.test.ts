@@ -57,3 +57,39 @@ test('the audit trail names who started and changed a campaign with which keys, 
   assert.equal(new Set(objects.map((e) => e.key)).size, 30);
   assert.ok(objects.every((e) => e.campaign === id && e.oldKeyId === oldKey.arn && e.newKeyId === newKey.arn && e.bucket === bucket));
 });
+
+test('a schedule is in the audit trail: who made it with which keys, each run it fired, and its removal', async () => {
+  const oldKey = await freshKmsKey(stack.kms, 'old');
+  const newKey = await freshKmsKey(stack.kms, 'new');
+  const bucket = await freshBucket(stack.s3);
+  await seedObjects(stack.s3, stack.kms, { bucket, count: 5, kmsKeyId: oldKey.keyId });
+  const auditLog = join(dir, 'schedule-audit.jsonl');
+  const env = { REKEY_AUDIT_LOG: auditLog };
+  const readEvents = async () =>
+    (await readFile(auditLog, 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, any>);
+
+  const started = await rekey(stack.config, ['start', '--bucket', bucket, '--mode', 'rewrap', '--target-key', newKey.keyId, '--every', '1h', '--json'], env);
+  assert.equal(started.code, 0, started.stderr);
+  const { schedule } = JSON.parse(started.stdout) as { schedule: string };
+  const worker = startWorker(stack.config, [], env);
+  try {
+    const deadline = Date.now() + 40_000;
+    while (!(await readEvents()).some((e) => e.event === 'campaign.created')) {
+      assert.ok(Date.now() < deadline, 'the first run was not recorded in time');
+      await sleep(300);
+    }
+  } finally {
+    assert.equal(await stopWorker(worker), 0);
+  }
+  assert.equal((await rekey(stack.config, ['unschedule', schedule], env)).code, 0);
+
+  const events = await readEvents();
+  const made = events.find((e) => e.event === 'schedule.created');
+  assert.ok(made, 'schedule.created is recorded');
+  assert.deepEqual([made.schedule, made.everyMs, made.targetKeyArn, made.mode, made.actor.user], [schedule, 3_600_000, newKey.arn, 'rewrap', userInfo().username]);
+  const run = events.find((e) => e.event === 'campaign.created');
+  assert.equal(run?.schedule, schedule, 'the run names the schedule that fired it');
+  assert.ok(String(run?.campaign).startsWith(`${schedule}-`));
+  assert.equal(run?.targetKeyArn, newKey.arn);
+  assert.deepEqual(events.filter((e) => e.event === 'schedule.removed').map((e) => e.schedule), [schedule]);
+});
