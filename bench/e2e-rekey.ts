@@ -5,7 +5,7 @@
  * alternating rounds against the same endpoint. The last line is the median rekey/plain ratio of adjacent
  * rounds, which shared the machine's load most nearly. Run: `node --import tsx bench/e2e-rekey.ts`.
  * Env: BENCH_ENDPOINTS (moto,versitygw), BENCH_OBJECTS (6), BENCH_OBJECT_MIB (64), BENCH_ROUNDS (5 per
- * kind), BENCH_PART_MIB (16), BENCH_QUEUE_SIZE (4), BENCH_OBJECT_CONCURRENCY (4), BENCH_THREADS (cores).
+ * kind), BENCH_PART_MIB and BENCH_QUEUE_SIZE (the product's defaults: 8, 4), BENCH_OBJECT_CONCURRENCY (4), BENCH_THREADS (cores).
  */
 import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
@@ -18,7 +18,7 @@ import { RedisRateLimiter } from '../src/kms/rate-limiter.js';
 import { Rekeyer } from '../src/rotate/rekey.js';
 import type { ObjectRef } from '../src/rotate/outcome.js';
 import { rotationTarget } from '../src/rotate/target.js';
-import { partBytesFor } from '../src/s3/replacement-upload.js';
+import { DEFAULT_PART_BYTES, DEFAULT_QUEUE_SIZE, partBytesFor } from '../src/s3/replacement-upload.js';
 import { noJournal } from '../src/s3/upload-journal.js';
 import { seedObjects } from '../scripts/seed/seed.js';
 import { freshBucket, freshKmsKey, openStack, type TestKey, type TestStack } from '../test/helpers/stack.js';
@@ -44,8 +44,8 @@ const ENDPOINTS = envEndpoints('BENCH_ENDPOINTS', ['moto', 'versitygw']);
 const OBJECTS = envNumber('BENCH_OBJECTS', 6);
 const OBJECT_BYTES = envNumber('BENCH_OBJECT_MIB', 64) * MiB;
 const ROUNDS = envNumber('BENCH_ROUNDS', 5);
-const PART_BYTES = envNumber('BENCH_PART_MIB', 16) * MiB;
-const QUEUE_SIZE = envNumber('BENCH_QUEUE_SIZE', 4);
+const PART_BYTES = envNumber('BENCH_PART_MIB', DEFAULT_PART_BYTES / MiB) * MiB;
+const QUEUE_SIZE = envNumber('BENCH_QUEUE_SIZE', DEFAULT_QUEUE_SIZE);
 const OBJECT_CONCURRENCY = envNumber('BENCH_OBJECT_CONCURRENCY', 4);
 const THREADS = envNumber('BENCH_THREADS', availableParallelism());
 /** KMS is not what is measured: a rate far above the 2 calls per object this benchmark makes. */

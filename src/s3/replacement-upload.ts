@@ -32,7 +32,9 @@ export interface ReplacementOptions {
  * this sets most of a rekey's memory: 16 MiB parts peaked at 313–375 MiB RSS for one object, 8 MiB
  * parts stay under 300 MiB with the same four uploads in flight (docs/benchmarks.md, memory).
  */
-const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
+/** Part uploads in flight per object. */
+export const DEFAULT_QUEUE_SIZE = 4;
 /** S3 allows 10,000 parts; leave headroom for a body that turns out longer than announced. */
 const MAX_PLANNED_PARTS = 9_000;
 
@@ -73,7 +75,7 @@ export async function uploadReplacement(
   const upload = new Upload({
     client: journaling(s3, snapshot, options.journal ?? noJournal),
     partSize: partBytesFor(input.contentLength, options.partBytes),
-    queueSize: options.queueSize ?? 4,
+    queueSize: options.queueSize ?? DEFAULT_QUEUE_SIZE,
     leavePartsOnError: false,
     params: {
       Bucket: snapshot.bucket,
