@@ -111,3 +111,10 @@ export async function openConfiguredAuditTrail(config: Config): Promise<AuditTra
     kms.destroy();
   }
 }
+
+/** Appends one event to the configured audit trail, for the CLI's one-shot commands. */
+export async function recordAudit(config: Config, record: (trail: AuditTrail) => void): Promise<void> {
+  const trail = await openConfiguredAuditTrail(config);
+  record(trail);
+  await trail.flush();
+}

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { openConfiguredAuditTrail } from '../campaign/audit-trail.js';
+import { recordAudit } from '../campaign/audit-trail.js';
 import { batchesOf, enqueue, makeQueue } from '../campaign/queue.js';
 import type { CampaignState } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
@@ -67,9 +67,7 @@ export function registerControl(program: Command): void {
           if (!(await store.transition(id, t.from, t.to))) {
             throw new ConfigError(`campaign ${id} is ${await store.state(id)}; ${verb} works on ${t.from.join(' or ')} campaigns`);
           }
-          const audit = await openConfiguredAuditTrail(config);
-          audit.campaign(t.event, id);
-          await audit.flush();
+          await recordAudit(config, (trail) => trail.campaign(t.event, id));
           process.stdout.write(`campaign ${id}: ${t.to}\n`);
         });
       });
@@ -90,9 +88,7 @@ export function registerControl(program: Command): void {
         } finally {
           await queue.close();
         }
-        const audit = await openConfiguredAuditTrail(config);
-        audit.campaign('retried', id);
-        await audit.flush();
+        await recordAudit(config, (trail) => trail.campaign('retried', id));
         process.stdout.write(`campaign ${id}: ${refs.length} failed objects queued again\n`);
       });
     });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { openConfiguredAuditTrail, type AuditTrail } from '../campaign/audit-trail.js';
+import { openConfiguredAuditTrail, recordAudit, type AuditTrail } from '../campaign/audit-trail.js';
 import { estimatePlan, planCampaign } from '../campaign/planner.js';
 import { makeQueue } from '../campaign/queue.js';
 import { ageCutoff, type CampaignSpec } from '../campaign/spec.js';
@@ -100,9 +100,7 @@ export function registerStart(program: Command): void {
       const config = loadConfig();
       if (flags.every !== undefined) {
         const schedule = await scheduleCampaign(config, await specFrom(config, flags), { everyMs: flags.every, minAgeMs: flags.minAge ?? 0 });
-        const audit = await openConfiguredAuditTrail(config);
-        audit.schedule('created', schedule.id, schedule);
-        await audit.flush();
+        await recordAudit(config, (trail) => trail.schedule('created', schedule.id, schedule));
         const text = `${describeSchedule(schedule)}\n  the first run starts when a worker takes it; see: rekey schedules (rekey unschedule ${schedule.id} stops it)`;
         print(flags, { schedule: schedule.id, every: formatDurationFlag(schedule.everyMs), minAge: formatDurationFlag(schedule.minAgeMs) }, text);
         return;
