@@ -5,6 +5,7 @@ import { GetObjectCommand, ListObjectsV2Command, ListObjectVersionsCommand, type
 import { parse } from 'csv-parse';
 import { ConfigError } from '../errors.js';
 import type { ObjectRef } from '../rotate/outcome.js';
+import { oldEnough } from '../rotate/target.js';
 import type { CampaignSource } from './spec.js';
 
 /** One page of a source: the objects, and the cursor from which the next page starts after a restart. */
@@ -49,10 +50,6 @@ async function openText(s3: S3Client, uri: string): Promise<Readable> {
 async function openS3Object(s3: S3Client, at: { bucket: string; key: string }): Promise<Readable> {
   const out = await s3.send(new GetObjectCommand({ Bucket: at.bucket, Key: at.key }));
   return out.Body as Readable;
-}
-
-function oldEnough(lastModified: Date | undefined, modifiedBefore: number | undefined): boolean {
-  return modifiedBefore === undefined || (lastModified !== undefined && lastModified.getTime() <= modifiedBefore);
 }
 
 /** One entry of a listing: an object, or with versions one version of it (delete markers are not objects). */

@@ -22,7 +22,7 @@ import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, typ
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
-import { notDue, type RotationTarget } from './target.js';
+import { modifiedSinceCutoff, notDue, type RotationTarget } from './target.js';
 import { mergedMetadata } from './write-envelope.js';
 
 export interface RekeyDeps {
@@ -77,7 +77,7 @@ export class Rekeyer {
       const { snapshot, envelope } = object;
       facts = { format: envelope.version, oldEtag: snapshot.etag, oldVersionId: snapshot.versionId };
       // An age cut-off is told by the date alone: no plaintext data key for an object rotated since.
-      const recent = this.target.modifiedBefore === undefined ? undefined : notDue(this.target, undefined, snapshot.lastModified);
+      const recent = modifiedSinceCutoff(this.target, snapshot.lastModified);
       if (recent) return notRotated(ref, 'rekey', 'already-rotated', recent, { ...facts, durationMs: Date.now() - started });
       const old = await this.deps.kms.decryptDataKey(envelope.encryptedDataKey, kmsEncryptionContext(envelope));
       const oldKey = DataKey.adopt(old.plaintext);
@@ -122,8 +122,7 @@ export class Rekeyer {
         durationMs: Date.now() - started,
       }, stale.note);
       const replacement = replacementOf(object, written, stale.markerVersionId);
-      const [settlement] = await this.replaced.settle([replacement]);
-      return settledOutcome(outcome, settlement!, replacement.replaced);
+      return settledOutcome(outcome, await this.replaced.settle(replacement), replacement.replaced);
     } catch (err) {
       return await settleLostWrite(this.deps, this.target, fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started }));
     } finally {

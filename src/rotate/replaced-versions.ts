@@ -1,5 +1,4 @@
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import pLimit from 'p-limit';
 import { RekeyError } from '../errors.js';
 import { inspectMetadata, kmsEncryptionContext, parseEnvelope, requireKmsWrap, type KmsEnvelope } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
@@ -47,7 +46,6 @@ export type Settlement =
 export interface ReplacedVersionsDeps {
   readonly s3: S3Client;
   readonly kms: KmsBatcher;
-  readonly s3Concurrency?: number;
 }
 
 /**
@@ -69,34 +67,20 @@ export class ReplacedVersions {
     private readonly target: Pick<RotationTarget, 'targetKeyArn' | 'purgeReplacedVersions'>,
   ) {}
 
-  /** Settles each rotation's replaced versions: kept with a note, or verified and deleted. */
-  async settle(items: readonly Replacement[]): Promise<Settlement[]> {
-    const settled = items.map((item): Settlement | undefined => {
-      if (item.replaced.length === 0) return { kind: 'none' };
-      if (this.target.purgeReplacedVersions) return undefined;
+  /** Settles one rotation's replaced versions: kept with a note, or verified and deleted. */
+  async settle(item: Replacement): Promise<Settlement> {
+    if (item.replaced.length === 0) return { kind: 'none' };
+    if (!this.target.purgeReplacedVersions) {
       return { kind: 'kept', note: `replaced version stays under the old key until deleted (--purge-replaced-versions): ${describeVersions(item.replaced)}` };
-    });
-    const pending = items.flatMap((item, i) => (settled[i] === undefined ? [{ item, i }] : []));
-    if (pending.length === 0) return settled.map((s) => s!);
-    let verified: (RekeyError | undefined)[];
-    try {
-      verified = await this.verify(pending.map((p) => p.item));
-    } catch (err) {
-      // The rate limiter's Redis failed, not a version: the rotations stand, their old versions stay.
-      const note = `replaced version kept, it could not be verified: ${err instanceof Error ? err.message : String(err)}`;
-      for (const { i } of pending) settled[i] = { kind: 'kept', note };
-      return settled.map((s) => s!);
     }
-    const limit = pLimit(this.deps.s3Concurrency ?? 16);
-    await Promise.all(
-      pending.map(({ item, i }, n) =>
-        limit(async () => {
-          const failure = verified[n];
-          settled[i] = failure ? { kind: 'unverified', error: failure } : await this.purge(item);
-        }),
-      ),
-    );
-    return settled.map((s) => s!);
+    let failure: RekeyError | undefined;
+    try {
+      failure = await this.verify(item);
+    } catch (err) {
+      // The rate limiter's Redis failed, not a version: the rotation stands, its old versions stay.
+      return { kind: 'kept', note: `replaced version kept, it could not be verified: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    return failure ? { kind: 'unverified', error: failure } : this.purge(item);
   }
 
   /**
@@ -104,25 +88,19 @@ export class ReplacedVersions {
    * and KMS re-encrypts its wrapped key from the target key under its stored context: proof that a
    * reader with the target key can unwrap it, without a plaintext data key. Undefined means verified.
    */
-  private async verify(items: readonly Replacement[]): Promise<(RekeyError | undefined)[]> {
-    const limit = pLimit(this.deps.s3Concurrency ?? 16);
-    const envelopes = await Promise.all(items.map((item) => limit(() => this.readWritten(item).catch((err: unknown) => asRekeyError(err)))));
-    const readable = envelopes.flatMap((e, i) => (e instanceof RekeyError ? [] : [{ envelope: e, i }]));
-    const probes = await this.deps.kms.rewrapMany(
-      readable.map(({ envelope }) => ({
-        wrappedKey: envelope.encryptedDataKey,
-        sourceContext: kmsEncryptionContext(envelope),
-        destinationContext: kmsEncryptionContext(envelope),
-        sourceKeyId: this.target.targetKeyArn,
-      })),
+  private async verify(item: Replacement): Promise<RekeyError | undefined> {
+    let envelope: KmsEnvelope;
+    try {
+      envelope = await this.readWritten(item);
+    } catch (err) {
+      return asRekeyError(err);
+    }
+    const context = kmsEncryptionContext(envelope);
+    const [probe] = await this.deps.kms.rewrapMany(
+      [{ wrappedKey: envelope.encryptedDataKey, sourceContext: context, destinationContext: context, sourceKeyId: this.target.targetKeyArn }],
       this.target.targetKeyArn,
     );
-    const failures: (RekeyError | undefined)[] = envelopes.map((e) => (e instanceof RekeyError ? e : undefined));
-    readable.forEach(({ i }, n) => {
-      const probe = probes[n]!;
-      if (!probe.ok) failures[i] = probe.error;
-    });
-    return failures;
+    return probe!.ok ? undefined : probe!.error;
   }
 
   private async readWritten(item: Replacement): Promise<KmsEnvelope> {

@@ -8,7 +8,7 @@ import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, typ
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
-import { notDue, type RotationTarget } from './target.js';
+import { modifiedSinceCutoff, notDue, type RotationTarget } from './target.js';
 import { writeRewrappedEnvelope } from './write-envelope.js';
 
 export interface RewrapDeps {
@@ -69,8 +69,7 @@ export class Rewrapper {
   private async settle(finished: Finished, limit: LimitFunction): Promise<ObjectOutcome> {
     const { outcome, replacement } = finished;
     if (!replacement) return outcome;
-    const [settlement] = await limit(() => this.replaced.settle([replacement]));
-    return settledOutcome(outcome, settlement!, replacement.replaced);
+    return settledOutcome(outcome, await limit(() => this.replaced.settle(replacement)), replacement.replaced);
   }
 
   private async rotateOne(ref: ObjectRef, limit: LimitFunction, journal: UploadJournal): Promise<Finished> {
@@ -78,7 +77,7 @@ export class Rewrapper {
     let prepared: Prepared;
     try {
       const object = await limit(() => readEncryptedObject(this.deps.s3, ref));
-      const recent = this.target.modifiedBefore === undefined ? undefined : notDue(this.target, undefined, object.snapshot.lastModified);
+      const recent = modifiedSinceCutoff(this.target, object.snapshot.lastModified);
       // An age cut-off is told by the date alone: no KMS call for an object rotated since.
       if (recent) return { outcome: notRotated(ref, 'rewrap', 'already-rotated', recent, { format: object.envelope.version, durationMs: Date.now() - started }) };
       prepared = { ref, started, object, contexts: rewrapEncryptionContexts(object.envelope, this.target.targetKey) };

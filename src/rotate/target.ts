@@ -46,9 +46,23 @@ export function notDue(target: RotationTarget, keyArn: string | undefined, lastM
   if (target.modifiedBefore === undefined) {
     return keyArn === target.targetKeyArn ? 'the data key is already under the target key' : undefined;
   }
-  // Without a date the object cannot be shown old enough; leaving it is the side that never rotates twice.
-  if (lastModified === undefined || lastModified.getTime() > target.modifiedBefore) {
-    return 'modified after the age cut-off: rotated since, or written with a fresh data key';
-  }
-  return undefined;
+  return modifiedSinceCutoff(target, lastModified);
+}
+
+/**
+ * Under an age cut-off, why the object's date alone shows it needs no rotation, before any KMS call;
+ * undefined without a cut-off or for an object old enough.
+ */
+export function modifiedSinceCutoff(target: RotationTarget, lastModified: Date | undefined): string | undefined {
+  if (oldEnough(lastModified, target.modifiedBefore)) return undefined;
+  return 'modified after the age cut-off: rotated since, or written with a fresh data key';
+}
+
+/**
+ * Whether an object last modified at `lastModified` is at or before the cut-off (always, without one).
+ * Without a date it cannot be shown old enough; leaving it is the side that never rotates twice.
+ * The planner and the rotation both decide by this, so they never disagree.
+ */
+export function oldEnough(lastModified: Date | undefined, modifiedBefore: number | undefined): boolean {
+  return modifiedBefore === undefined || (lastModified !== undefined && lastModified.getTime() <= modifiedBefore);
 }
