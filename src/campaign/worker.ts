@@ -82,27 +82,20 @@ export class CampaignWorker {
     this.store = new CampaignStore(this.redis, config.redisPrefix);
     this.queue = makeQueue(config);
     this.pool = new CipherPool(options.threads === undefined ? {} : { threads: options.threads });
-    this.worker = new Worker<BatchJob>(QUEUE_NAME, (job, token) => this.process(job, token), {
+    const lockDuration = options.lockDurationMs ?? 30_000;
+    const shared = {
       connection: connectionOf(config),
       prefix: config.redisPrefix,
-      concurrency: options.concurrency ?? 4,
-      lockDuration: options.lockDurationMs ?? 30_000,
+      lockDuration,
       // A killed worker's jobs are found by this check; it runs as often as a lock may live.
-      stalledInterval: options.lockDurationMs ?? 30_000,
+      stalledInterval: lockDuration,
       maxStalledCount: MAX_STALLED_COUNT,
       autorun: false,
-    });
+    };
+    this.worker = new Worker<BatchJob>(QUEUE_NAME, (job, token) => this.process(job, token), { ...shared, concurrency: options.concurrency ?? 4 });
     this.worker.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'batch job failed; it will be retried'));
     // One plan at a time per process: a plan is bound by Redis round trips, not by this process.
-    this.planner = new Worker<ScheduleJob>(PLAN_QUEUE_NAME, (job) => this.plan(job), {
-      connection: connectionOf(config),
-      prefix: config.redisPrefix,
-      concurrency: 1,
-      lockDuration: options.lockDurationMs ?? 30_000,
-      stalledInterval: options.lockDurationMs ?? 30_000,
-      maxStalledCount: MAX_STALLED_COUNT,
-      autorun: false,
-    });
+    this.planner = new Worker<ScheduleJob>(PLAN_QUEUE_NAME, (job) => this.plan(job), { ...shared, concurrency: 1 });
     this.planner.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'scheduled plan failed; it will be retried'));
     if (options.metrics) this.export(options.metrics);
   }
