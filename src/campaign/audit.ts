@@ -11,7 +11,7 @@ import {
   type FormatVersion,
   type WrappedKey,
 } from '../formats/index.js';
-import type { KmsBatcher, RewrapRequest } from '../kms/batcher.js';
+import { canonicalContext, type KmsBatcher, type RewrapRequest } from '../kms/batcher.js';
 import { s3Failure } from '../s3/errors.js';
 import { headObject } from '../s3/snapshot.js';
 import { INSTRUCTION_SUFFIX, listEntries, type ListedEntry } from './sources.js';
@@ -192,8 +192,7 @@ async function exists(s3: S3Client, bucket: string, key: string): Promise<boolea
 
 /** A wrapped key and its context, digested: the cache holds no ciphertext. */
 function probeId(wrapped: WrappedKey): string {
-  const context = JSON.stringify(Object.entries(wrapped.encryptionContext).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  return createHash('sha256').update(wrapped.encryptedDataKey).update('\n').update(context).digest('base64');
+  return createHash('sha256').update(wrapped.encryptedDataKey).update('\n').update(canonicalContext(wrapped.encryptionContext)).digest('base64');
 }
 
 /** Probes every wrapped key of a page the cache does not know yet: one ReEncrypt per distinct key. */

@@ -303,7 +303,7 @@ function groupDistinct(requests: readonly RewrapRequest[], targetKeyId: string):
 }
 
 /** KMS compares contexts as maps, so key order must not make two requests distinct. */
-function canonicalContext(context: EncryptionContext): string {
+export function canonicalContext(context: EncryptionContext): string {
   return JSON.stringify(
     Object.keys(context)
       .sort()
