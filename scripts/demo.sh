@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 npm run --silent build
 eval "$(bash scripts/stack.sh up)"
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true REKEY_LOG_LEVEL=warn
+export REKEY_REPORT_TO="${REKEY_REPORT_TO:-${REKEY_STACK_DIR:-$PWD/.stack}/demo-reports}"
 rekey() { node bin/rekey.js "$@"; }
 rekey doctor
 echo "seeding a bucket with S3 Encryption Client objects under alias/rekey-demo-old ..."

@@ -7,5 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 npm run --silent build
 eval "$(bash scripts/stack.sh up)"
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
+# Campaign rows go to a folder of the stack unless the caller names a place (README: --report-to).
+export REKEY_REPORT_TO="${REKEY_REPORT_TO:-${REKEY_STACK_DIR:-$PWD/.stack}/test-reports}"
 if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test -name '*.test.ts' | sort); fi
 exec node --import tsx --test --test-concurrency="${REKEY_TEST_CONCURRENCY:-2}" "${files[@]}"

@@ -29,6 +29,9 @@ export const REASON_CODES = [
   'already-rotated',
   'source-key-mismatch',
   'noncurrent-version',
+  'instruction-file',
+  'orphan-instruction-file',
+  'orphan-removed',
   's3-error',
   // run control
   'cancelled',

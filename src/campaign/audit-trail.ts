@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import { pino, type Logger } from 'pino';
-import type { CampaignSpec } from './spec.js';
+import type { CampaignSpec, CampaignState, Verification } from './spec.js';
 import { makeKmsClient } from '../config/clients.js';
 import type { Config } from '../config/config.js';
 import type { ObjectOutcome } from '../rotate/outcome.js';
@@ -15,6 +15,8 @@ export interface AuditTrail {
   /** A schedule made (with what each of its runs will rotate) or removed; each run is then a campaign of its own. */
   schedule(event: 'created' | 'removed', id: string, detail?: ScheduleDetail): void;
   object(campaign: string, outcome: ObjectOutcome): void;
+  /** The closing verification of a campaign: what remains under its source keys, per key and kind. */
+  verified(campaign: string, state: CampaignState, verification: Verification): void;
   flush(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ const noTrail: AuditTrail = {
   campaign() {},
   schedule() {},
   object() {},
+  verified() {},
   async flush() {},
 };
 
@@ -56,6 +59,12 @@ export function openAuditTrail(destination: string | undefined, actor: Actor): A
       log.info(
         { schedule: id, actor, ...(detail ? { everyMs: detail.everyMs, minAgeMs: detail.minAgeMs, ...specFields(detail.spec) } : {}) },
         `schedule.${event}`,
+      );
+    },
+    verified(campaign, state, v) {
+      log.info(
+        { campaign, actor, state, sourceKeys: v.sourceKeys, scanned: v.scanned, remaining: v.remaining, unreadable: v.unreadable, byKind: v.byKind, byKey: v.byKey },
+        'campaign.verified',
       );
     },
     object(campaign, o) {

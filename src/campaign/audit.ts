@@ -1,20 +1,13 @@
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { FormatError, RekeyError, reasonOf, type ReasonCode } from '../errors.js';
-import {
-  INSTRUCTION_FILE_MARKER,
-  inspectMetadata,
-  isKmsWrap,
-  normaliseMetadata,
-  parseInstructionFileKey,
-  type FormatVersion,
-  type WrappedKey,
-} from '../formats/index.js';
+import { inspectMetadata, isKmsWrap, parseInstructionFileKey, type FormatVersion, type WrappedKey } from '../formats/index.js';
 import { canonicalContext, type KmsBatcher, type RewrapRequest } from '../kms/batcher.js';
-import { s3Failure } from '../s3/errors.js';
-import { headObject } from '../s3/snapshot.js';
-import { INSTRUCTION_SUFFIX, listEntries, type ListedEntry } from './sources.js';
+import { inspectInstructionEntry, isInstructionFileName } from '../rotate/instruction-entry.js';
+import { instructionKey } from '../rotate/read-envelope.js';
+import { headObject, readSmallObject } from '../s3/snapshot.js';
+import { listEntries, type ScopedEntry } from './sources.js';
 
 /**
  * `rekey audit`: which objects, versions and instruction files still hold a data key wrapped under a
@@ -41,14 +34,28 @@ export interface AuditOptions {
   readonly cacheSize?: number;
 }
 
+/** Options of a scan over any scope (a campaign's sources): `keyArn` only names the summary. */
+export interface ScanOptions extends Omit<AuditOptions, 'bucket' | 'prefix'> {
+  /** Which keys count as "under the key"; by default `keyArn` alone. */
+  readonly matches?: (keyId: string) => boolean;
+  /**
+   * Whether instruction files are entries of the scope (a listing) or only reached through their
+   * objects (a manifest naming objects): then an object is told by the file it reads its key from.
+   */
+  readonly filesListed: boolean;
+}
+
 export interface AuditDeps {
   readonly s3: S3Client;
   /** Paced by the rate limiter it was built with. */
   readonly kms: KmsBatcher;
 }
 
-/** Where a wrapped key was found: in an object's metadata, or in an instruction file (its own S3 object). */
-export type CarrierKind = 'object' | 'instruction-file';
+/**
+ * Where a wrapped key was found: in an object's metadata, in an instruction file its object reads, or
+ * in an orphan instruction file that no object reads any more (instruction-entry.ts).
+ */
+export type CarrierKind = 'object' | 'instruction-file' | 'orphan-instruction-file';
 
 /** One object, version or instruction file that still depends on the key, or that could not be told. */
 export interface AuditFinding {
@@ -104,14 +111,26 @@ type ProbeResult = { readonly ok: true; readonly keyId: string } | { readonly ok
 
 /** Audits a bucket (or a prefix), page by page; memory stays one page plus the probe cache. */
 export async function auditKeyUsage(deps: AuditDeps, options: AuditOptions, onFinding: (finding: AuditFinding) => void): Promise<AuditSummary> {
+  const at = { bucket: options.bucket, prefix: options.prefix ?? '' };
+  const pages = async function* () {
+    for await (const page of listEntries(deps.s3, at, undefined, options.includeVersions === true)) yield page.entries.map((e) => ({ ...e, bucket: at.bucket }));
+  };
+  const summary = await scanScope(deps, pages(), { ...options, filesListed: true }, onFinding);
+  return { ...summary, bucket: at.bucket, prefix: at.prefix };
+}
+
+/**
+ * The audit engine over any scope, page by page: `rekey audit` over a listing, and a campaign's
+ * closing verification over its sources. Memory stays one page plus the probe cache.
+ */
+export async function scanScope(deps: AuditDeps, pages: AsyncIterable<readonly ScopedEntry[]>, options: ScanOptions, onFinding: (finding: AuditFinding) => void): Promise<AuditSummary> {
   const tally = new Tally(options);
   const probes = new ProbeCache(options.cacheSize ?? 100_000);
   const limit = pLimit(options.s3Concurrency ?? 16);
-  const at = { bucket: options.bucket, prefix: options.prefix ?? '' };
-  for await (const page of listEntries(deps.s3, at, undefined, options.includeVersions === true)) {
-    const classified = await Promise.all(page.entries.map((entry) => limit(() => classify(deps.s3, options.bucket, entry))));
+  for await (const entries of pages) {
+    const classified = await Promise.all(entries.map((entry) => limit(() => classify(deps.s3, entry, options.filesListed))));
     await probe(deps.kms, probes, classified, options.probeKeyId ?? options.keyArn);
-    page.entries.forEach((entry, i) => {
+    entries.forEach((entry, i) => {
       const finding = tally.count(entry, classified[i]!, probes);
       if (finding) onFinding(finding);
     });
@@ -119,21 +138,24 @@ export async function auditKeyUsage(deps: AuditDeps, options: AuditOptions, onFi
   return tally.summary(probes.sent);
 }
 
-async function classify(s3: S3Client, bucket: string, entry: ListedEntry): Promise<Classified> {
+async function classify(s3: S3Client, entry: ScopedEntry, filesListed: boolean): Promise<Classified> {
+  const carrier = isInstructionFileName(entry.key) ? 'instruction-file' : 'object';
   try {
-    if (entry.key.endsWith(INSTRUCTION_SUFFIX)) {
-      const file = await classifyInstructionFile(s3, bucket, entry);
-      if (file) return file;
+    if (carrier === 'instruction-file') {
+      const file = await inspectInstructionEntry(s3, { bucket: entry.bucket, key: entry.key, versionId: entry.isLatest ? undefined : entry.versionId });
+      if (file.kind === 'in-use') return wrappedIn('instruction-file', file.wrapped);
+      if (file.kind === 'orphan') return wrappedIn('orphan-instruction-file', file.wrapped);
     }
-    return await classifyObject(s3, bucket, entry);
+    return await classifyObject(s3, entry, filesListed);
   } catch (err) {
     const reason = reasonOf(err);
     if (reason === 'gone') return { kind: 'gone', carrier: 'object' };
-    return { kind: 'unreadable', carrier: 'object', reason, message: err instanceof Error ? err.message : String(err) };
+    return { kind: 'unreadable', carrier, reason, message: err instanceof Error ? err.message : String(err) };
   }
 }
 
-async function classifyObject(s3: S3Client, bucket: string, entry: ListedEntry): Promise<Classified> {
+async function classifyObject(s3: S3Client, entry: ScopedEntry, filesListed: boolean): Promise<Classified> {
+  const bucket = entry.bucket;
   const snapshot = await headObject(s3, bucket, entry.key, entry.versionId);
   let inspection;
   try {
@@ -143,37 +165,16 @@ async function classifyObject(s3: S3Client, bucket: string, entry: ListedEntry):
     throw err;
   }
   if (inspection.kind === 'envelope') return wrappedIn('object', inspection.envelope);
-  // No key in the metadata: an instruction file holds it (audited as an entry of its own), or nothing does.
-  if (await exists(s3, bucket, `${entry.key}${INSTRUCTION_SUFFIX}`)) return { kind: 'in-instruction-file', carrier: 'object' };
+  // No key in the metadata: an instruction file holds it (in a listing, audited as an entry of its own), or nothing does.
+  if (filesListed) {
+    if (await exists(s3, bucket, instructionKey(entry.key))) return { kind: 'in-instruction-file', carrier: 'object' };
+  } else {
+    const file = await readSmallObject(s3, bucket, instructionKey(entry.key));
+    if (file) return wrappedIn('instruction-file', parseInstructionFileKey(file.body));
+  }
   return inspection.kind === 'needs-instruction-file'
     ? { kind: 'unreadable', carrier: 'object', reason: 'missing-instruction-file', message: 'V3 object whose instruction file is missing' }
     : { kind: 'not-encrypted', carrier: 'object' };
-}
-
-/**
- * An instruction file read on its own: an old version may belong to an object version that changed
- * since. Undefined when the object only happens to end in `.instruction` and is data.
- */
-async function classifyInstructionFile(s3: S3Client, bucket: string, entry: ListedEntry): Promise<Classified | undefined> {
-  let out;
-  try {
-    out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: entry.key, VersionId: entry.versionId }));
-  } catch (err) {
-    throw s3Failure(err, `GET s3://${bucket}/${entry.key}`);
-  }
-  const marked = Object.hasOwn(normaliseMetadata(out.Metadata ?? {}), INSTRUCTION_FILE_MARKER);
-  /* Precondition: an instruction file is a few hundred bytes; anything large is data. */
-  if ((out.ContentLength ?? 0) > 64 * 1024) {
-    await out.Body?.transformToWebStream().cancel();
-    return undefined;
-  }
-  const body = await out.Body!.transformToByteArray();
-  try {
-    return wrappedIn('instruction-file', parseInstructionFileKey(body));
-  } catch (err) {
-    if (!(err instanceof FormatError) || !marked) return undefined;
-    return { kind: 'unreadable', carrier: 'instruction-file', reason: err.reason, message: err.message };
-  }
 }
 
 function wrappedIn(carrier: CarrierKind, wrapped: WrappedKey): Classified {
@@ -238,16 +239,20 @@ class ProbeCache {
 
 class Tally {
   private readonly scanned = { objects: 0, noncurrentVersions: 0, instructionFiles: 0 };
-  private readonly underKey = { total: 0, noncurrent: 0, byFormat: {} as Record<string, number>, byKind: { object: 0, 'instruction-file': 0 } };
+  private readonly underKey = { total: 0, noncurrent: 0, byFormat: {} as Record<string, number>, byKind: { object: 0, 'instruction-file': 0, 'orphan-instruction-file': 0 } };
   private readonly unreadable = { total: 0, byReason: {} as Record<string, number> };
   private otherKeys = 0;
   private readonly passedOver: Record<PassedOver, number> = { 'not-kms': 0, 'not-encrypted': 0, 'in-instruction-file': 0, gone: 0 };
 
-  constructor(private readonly options: AuditOptions) {}
+  private readonly matches: (keyId: string) => boolean;
+
+  constructor(private readonly options: ScanOptions) {
+    this.matches = options.matches ?? ((keyId) => keyId === options.keyArn);
+  }
 
   /** Counts one entry; returns it as a finding when it is under the key or cannot be told. */
-  count(entry: ListedEntry, c: Classified, cache: ProbeCache): AuditFinding | undefined {
-    if (c.carrier === 'instruction-file') this.scanned.instructionFiles += 1;
+  count(entry: ScopedEntry, c: Classified, cache: ProbeCache): AuditFinding | undefined {
+    if (c.carrier !== 'object') this.scanned.instructionFiles += 1;
     else if (entry.isLatest) this.scanned.objects += 1;
     else this.scanned.noncurrentVersions += 1;
     switch (c.kind) {
@@ -262,7 +267,7 @@ class Tally {
       case 'wrapped': {
         const result = cache.get(probeId(c.wrapped))!;
         if (!result.ok) return this.cannotTell(entry, c.carrier, c.wrapped, result.reason, result.message);
-        if (result.keyId !== this.options.keyArn) {
+        if (!this.matches(result.keyId)) {
           this.otherKeys += 1;
           return undefined;
         }
@@ -270,21 +275,21 @@ class Tally {
         if (!entry.isLatest) this.underKey.noncurrent += 1;
         this.underKey.byFormat[c.wrapped.version] = (this.underKey.byFormat[c.wrapped.version] ?? 0) + 1;
         this.underKey.byKind[c.carrier] += 1;
-        return finding(this.options.bucket, entry, c.carrier, c.wrapped, { status: 'under-key', keyId: result.keyId });
+        return finding(entry, c.carrier, c.wrapped, { status: 'under-key', keyId: result.keyId });
       }
     }
   }
 
-  private cannotTell(entry: ListedEntry, carrier: CarrierKind, wrapped: WrappedKey | undefined, reason: ReasonCode, message: string): AuditFinding {
+  private cannotTell(entry: ScopedEntry, carrier: CarrierKind, wrapped: WrappedKey | undefined, reason: ReasonCode, message: string): AuditFinding {
     this.unreadable.total += 1;
     this.unreadable.byReason[reason] = (this.unreadable.byReason[reason] ?? 0) + 1;
-    return finding(this.options.bucket, entry, carrier, wrapped, { status: 'unreadable', reason, message });
+    return finding(entry, carrier, wrapped, { status: 'unreadable', reason, message });
   }
 
   summary(kmsProbes: number): AuditSummary {
     return {
-      bucket: this.options.bucket,
-      prefix: this.options.prefix ?? '',
+      bucket: '',
+      prefix: '',
       keyArn: this.options.keyArn,
       includeVersions: this.options.includeVersions === true,
       scanned: this.scanned,
@@ -301,15 +306,14 @@ class Tally {
 }
 
 function finding(
-  bucket: string,
-  entry: ListedEntry,
+  entry: ScopedEntry,
   kind: CarrierKind,
   wrapped: WrappedKey | undefined,
   result: Pick<AuditFinding, 'status'> & Partial<Pick<AuditFinding, 'keyId' | 'reason' | 'message'>>,
 ): AuditFinding {
   return {
     status: result.status,
-    bucket,
+    bucket: entry.bucket,
     key: entry.key,
     versionId: entry.versionId,
     isLatest: entry.isLatest,

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Queue } from 'bullmq';
 import { batchesOf, enqueue, type BatchJob } from './queue.js';
@@ -17,7 +18,14 @@ export interface PlanOptions {
    * trips, and a plan resumed after a crash repeats at most the page in flight; its jobs keep their ids.
    */
   readonly pageSize?: number;
+  /** How often a planner held back by backpressure looks again. */
+  readonly backpressurePollMs?: number;
+  /** Told once each time planning starts waiting for workers. */
+  readonly onBackpressure?: () => void;
 }
+
+/** The default bound of planned objects not settled yet: about 75 MB of queued jobs in Redis. */
+export const DEFAULT_MAX_UNSETTLED = 1_000_000;
 
 /** `superseded`: another planner of the same campaign is further on and finishes the plan. */
 export type PlanResult = 'complete' | 'cancelled' | 'superseded';
@@ -34,7 +42,7 @@ export async function planCampaign(deps: PlanDeps, id: string, options: PlanOpti
   let step: PlanAdvance = (await deps.store.state(id)) === 'cancelled' ? 'cancelled' : 'advanced';
   for (const [index, source] of spec.sources.entries()) {
     if (step !== 'advanced') break;
-    step = await planSource(deps, { id, spec, index, source, pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE });
+    step = await planSource(deps, { id, spec, index, source, pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE, options });
   }
   if (step === 'superseded') return 'superseded';
   await deps.store.completePlan(id);
@@ -47,6 +55,7 @@ interface SourcePlan {
   readonly index: number;
   readonly source: CampaignSource;
   readonly pageSize: number;
+  readonly options: PlanOptions;
 }
 
 async function planSource(deps: PlanDeps, plan: SourcePlan): Promise<PlanAdvance> {
@@ -64,6 +73,10 @@ async function planSource(deps: PlanDeps, plan: SourcePlan): Promise<PlanAdvance
     // The next page is read (parsed, or listed by S3) while this one's Redis writes are in flight.
     next = prefetch(pages);
     const page: SourcePage = read.value;
+    if ((await drained(deps, plan)) === 'cancelled') {
+      await pages.return(undefined);
+      return 'cancelled';
+    }
     const jobs = batchesOf(id, page.refs, spec.batchSize);
     await enqueue(deps.queue, jobs, { priority: spec.priority, idSeed: `${index}|${from ?? 'start'}` });
     const step = await deps.store.advancePlan(id, { source: index, from, to: page.cursor, count: page.refs.length });
@@ -73,6 +86,27 @@ async function planSource(deps: PlanDeps, plan: SourcePlan): Promise<PlanAdvance
     }
     from = page.cursor;
   }
+}
+
+/**
+ * Backpressure: waits while the campaign has as many planned objects unsettled as it allows, so a
+ * billion-key listing never puts more than that many keys in Redis at once. Safe to stop at any point:
+ * the plan's cursor is where a resumed planner starts.
+ */
+async function drained(deps: PlanDeps, plan: SourcePlan): Promise<'go' | 'cancelled'> {
+  const max = plan.spec.maxUnsettled ?? DEFAULT_MAX_UNSETTLED;
+  let waiting = false;
+  while ((await deps.store.unsettled(plan.id)) >= max) {
+    if (!waiting) {
+      waiting = true;
+      await deps.store.setPlanning(plan.id, 'backpressure');
+      plan.options.onBackpressure?.();
+    }
+    if ((await deps.store.state(plan.id)) === 'cancelled') return 'cancelled';
+    await sleep(plan.options.backpressurePollMs ?? 1000);
+  }
+  if (waiting) await deps.store.setPlanning(plan.id, 'listing');
+  return 'go';
 }
 
 /** The next page, already handled once so a read failing while a Redis write is awaited is not unhandled. */

@@ -2,14 +2,18 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Queue } from 'bullmq';
 import { abortUnjournaledUploads, abortUpload } from '../s3/conditional-writes.js';
 import type { DurableUploadJournal, UploadJournal } from '../s3/upload-journal.js';
+import type { IntentSink, WriteIntent } from '../rotate/intent.js';
 import { notRotated, type Mode, type ObjectOutcome, type ObjectRef, type OutcomeSink } from '../rotate/outcome.js';
 import { batchesOf, enqueue, refsOf, type BatchJob } from './queue.js';
-import type { CampaignSpec } from './spec.js';
-import type { CampaignStore } from './store.js';
+import type { ReportStore } from './report-store.js';
+import type { CampaignSpec, CampaignState } from './spec.js';
+import { objectId, type CampaignStore } from './store.js';
 
 /** Rotates a batch of objects of one campaign; what the rotate layer offers the campaign layer. */
 export interface BatchRotator {
-  rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink): Promise<ObjectOutcome[]>;
+  rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink, onIntent?: IntentSink): Promise<ObjectOutcome[]>;
+  /** The outcome of a write intent a stopped worker left: `rotated` when its write landed, else undefined. */
+  recover(intent: WriteIntent): Promise<ObjectOutcome | undefined>;
 }
 
 export interface ProcessorDeps {
@@ -17,6 +21,9 @@ export interface ProcessorDeps {
   readonly store: CampaignStore;
   readonly queue: Queue<BatchJob>;
   readonly rotatorFor: (campaignId: string, spec: CampaignSpec) => BatchRotator;
+  readonly reportsFor: (campaignId: string, spec: CampaignSpec) => ReportStore;
+  /** Told when a campaign's last object settled and its closing verification is due; idempotent. */
+  readonly onSettled?: (campaignId: string) => Promise<void>;
   /** Told when a batch's objects start; the returned function is told each one's outcome, `final` unless it goes back to the queue. */
   readonly observe?: (campaignId: string, mode: Mode, refs: readonly ObjectRef[]) => (outcome: ObjectOutcome, final: boolean) => void;
 }
@@ -29,21 +36,33 @@ export interface ProcessorOptions {
 
 export type BatchResult = { readonly kind: 'done'; readonly recorded: number; readonly retried: number } | { readonly kind: 'paused' };
 
+const SETTLED: readonly CampaignState[] = ['verifying', 'done', 'done-with-remainder'];
+
 const defaultDelay = (attempt: number) => Math.min(60_000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
 
 /**
- * Processes one batch job: skips objects that already have an outcome (a re-delivered job), aborts
- * uploads a killed worker left open for these objects, rotates the rest, records each final outcome
- * once as it comes, and puts objects with a retryable failure back on the queue with a backoff.
+ * Processes one batch job, named by `batchId` (its job id, stable across re-deliveries):
+ * - a batch already recorded has nothing left to do;
+ * - objects that settled before a crash keep their outcome; an object whose write intent is left
+ *   and whose write landed is recorded `rotated` from the intent; the rest are rotated, each
+ *   object's intent stored before its write and its final outcome kept as it settles;
+ * - objects with a retryable failure go back to the queue as a batch of their own, with a backoff;
+ * - the batch's final rows are written to the report store, then counted once with its marker.
  */
-export async function processBatch(deps: ProcessorDeps, job: BatchJob, options: ProcessorOptions = {}): Promise<BatchResult> {
+export async function processBatch(deps: ProcessorDeps, job: BatchJob, batchId: string, options: ProcessorOptions = {}): Promise<BatchResult> {
   const { store } = deps;
   const id = job.c;
+  if (await store.batchRecorded(id, batchId)) {
+    // The worker that recorded it may have stopped before asking for the verification.
+    if ((await store.state(id)) === 'verifying') await deps.onSettled?.(id);
+    return { kind: 'done', recorded: 0, retried: 0 };
+  }
   const state = await store.state(id);
   if (state === 'paused') return { kind: 'paused' };
-  const pending = await pendingRefs(store, id, refsOf(job));
-  if (pending.length === 0) return { kind: 'done', recorded: 0, retried: 0 };
   const spec = await store.spec(id);
+  const flight = store.inFlight(id, batchId);
+  const before = await flight.load();
+  const pending = refsOf(job).filter((ref) => !before.rows.has(objectId(ref)));
   const journal = store.journal(id);
   await abortLeftovers(deps.s3, journal, pending);
   const settled = deps.observe?.(id, spec.mode, pending);
@@ -52,20 +71,25 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, options: 
   const maxAttempts = options.objectAttempts ?? 5;
   const final = new Set<ObjectOutcome>();
   let recorded = 0;
-  // Final outcomes are recorded as each object settles, not when the batch ends: a worker killed
+  // Final outcomes are kept as each object settles, not when the batch ends: a worker killed
   // mid-batch then takes no finished object's facts (old key, bytes, versions) with it.
   const recordFinal: OutcomeSink = async (outcome) => {
     if (outcome.retryable && attempt < maxAttempts) return;
     final.add(outcome);
-    const counted = await store.record(id, outcome);
+    const counted = await flight.settle(outcome);
     if (counted) recorded += 1;
     settled?.(outcome, counted);
   };
 
-  const outcomes =
-    state === 'cancelled'
-      ? pending.map((ref) => notRotated(ref, spec.mode, 'cancelled', 'the campaign was cancelled'))
-      : await deps.rotatorFor(id, spec).rotate(pending, journal, recordFinal);
+  let outcomes: ObjectOutcome[];
+  if (state === 'cancelled') {
+    outcomes = pending.map((ref) => notRotated(ref, spec.mode, 'cancelled', 'the campaign was cancelled'));
+  } else {
+    const rotator = deps.rotatorFor(id, spec);
+    const recovered = await recoverIntents(rotator, pending, before.intents, recordFinal);
+    const rest = pending.filter((ref) => !recovered.has(objectId(ref)));
+    outcomes = await rotator.rotate(rest, journal, recordFinal, (intent) => flight.intend(intent));
+  }
 
   const retry: ObjectRef[] = [];
   for (const outcome of outcomes) {
@@ -78,14 +102,35 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, options: 
     await recordFinal(outcome);
   }
   const delayMs = (options.retryDelayMs ?? defaultDelay)(attempt);
-  await enqueue(deps.queue, batchesOf(id, retry, spec.batchSize, attempt), { priority: spec.priority, delayMs });
-  if ((await store.state(id)) === 'done') await abortLeftovers(deps.s3, journal);
+  // Same batch, same retry job ids: a batch processed again after a crash does not queue its retries twice.
+  await enqueue(deps.queue, batchesOf(id, retry, spec.batchSize, attempt), { priority: spec.priority, delayMs, idSeed: `retry|${batchId}|${attempt}` });
+
+  const rows = await finalRows(flight, job);
+  if (rows.length > 0) await deps.reportsFor(id, spec).putBatch(batchId, rows);
+  const result = await store.recordBatch(id, batchId, rows);
+  if (result === 'verify') await deps.onSettled?.(id);
+  // Once every object settled no upload of the campaign can be in flight: whatever is open is left over.
+  if (SETTLED.includes(await store.state(id))) await abortLeftovers(deps.s3, journal);
   return { kind: 'done', recorded, retried: retry.length };
 }
 
-async function pendingRefs(store: CampaignStore, id: string, refs: readonly ObjectRef[]): Promise<ObjectRef[]> {
-  const has = await Promise.all(refs.map((ref) => store.hasOutcome(id, ref)));
-  return refs.filter((_, i) => !has[i]);
+/** Objects whose intent shows their write landed, recorded from the intent; returns their ids. */
+async function recoverIntents(rotator: BatchRotator, refs: readonly ObjectRef[], intents: ReadonlyMap<string, WriteIntent>, record: OutcomeSink): Promise<Set<string>> {
+  const recovered = new Set<string>();
+  for (const ref of refs) {
+    const intent = intents.get(objectId(ref));
+    const outcome = intent && (await rotator.recover(intent));
+    if (!outcome) continue;
+    await record(outcome);
+    recovered.add(objectId(ref));
+  }
+  return recovered;
+}
+
+/** The batch's final outcomes as Redis keeps them (the first one of each object), in the job's order. */
+async function finalRows(flight: ReturnType<CampaignStore['inFlight']>, job: BatchJob): Promise<ObjectOutcome[]> {
+  const { rows } = await flight.load();
+  return refsOf(job).flatMap((ref) => rows.get(objectId(ref)) ?? []);
 }
 
 /**

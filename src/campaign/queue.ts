@@ -85,3 +85,23 @@ export async function enqueue(queue: Queue<BatchJob>, jobs: readonly BatchJob[],
     })),
   );
 }
+
+/** A campaign's closing verification, run by one worker once its last object settled. */
+export const VERIFY_QUEUE_NAME = 'verify';
+
+export interface VerifyJob {
+  readonly c: string;
+}
+
+export function makeVerifyQueue(config: Config): Queue<VerifyJob> {
+  return new Queue<VerifyJob>(VERIFY_QUEUE_NAME, { connection: connectionOf(config), prefix: config.redisPrefix });
+}
+
+/**
+ * Asks for a campaign's verification. One job id per campaign: asked twice (a worker that recorded
+ * the last batch, then the one that took its job over), it runs once; removed once done, so a
+ * campaign settled again after `retry` is verified again.
+ */
+export async function requestVerification(queue: Queue<VerifyJob>, campaignId: string): Promise<void> {
+  await queue.add('verify', { c: campaignId }, { jobId: `verify-${campaignId}`, attempts: 8, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: true, removeOnFail: { count: 1000 } });
+}

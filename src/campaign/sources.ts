@@ -29,9 +29,6 @@ export interface ReadSourceOptions {
   readonly modifiedBefore?: number;
 }
 
-/** Instruction files travel with their object; they are never rotated as objects of their own. */
-export const INSTRUCTION_SUFFIX = '.instruction';
-
 /** A saved cursor meaning the source has been read to its end. */
 export const END_CURSOR = 'end';
 
@@ -95,13 +92,14 @@ export async function* listEntries(
 }
 
 /**
- * A listing as a campaign plans it: no instruction files (they move with their object), none younger
- * than the cut-off, and the current version named without its id.
+ * A listing as a campaign plans it and its closing verification re-scans it: every entry whatever its
+ * name (an instruction file is told by its body and travels with its object: rotate/instruction-entry.ts),
+ * none younger than the cut-off, and the current version named without its id.
  */
 async function* listing(s3: S3Client, source: { bucket: string; prefix: string }, cursor: string | undefined, options: ReadSourceOptions): AsyncGenerator<SourcePage> {
   const { bucket } = source;
   for await (const page of listEntries(s3, source, cursor, options.includeVersions === true)) {
-    const entries = page.entries.filter((e) => !e.key.endsWith(INSTRUCTION_SUFFIX) && oldEnough(e.lastModified, options.modifiedBefore));
+    const entries = page.entries.filter((e) => oldEnough(e.lastModified, options.modifiedBefore));
     const refs = entries.map((e): ObjectRef => (e.isLatest ? { bucket, key: e.key } : { bucket, key: e.key, versionId: e.versionId }));
     const bytes = entries.reduce((sum, e) => sum + e.size, 0);
     yield { refs, cursor: page.cursor, bytes };
@@ -124,7 +122,7 @@ async function* csvRows(input: Readable, skip: number, pageSize: number, rowToRe
   for await (const record of parser as AsyncIterable<string[]>) {
     row += 1;
     const ref = rowToRef(record);
-    if (ref && !ref.key.endsWith(INSTRUCTION_SUFFIX)) refs.push(ref);
+    if (ref) refs.push(ref);
     if (refs.length >= pageSize) {
       yield { refs, cursor: cursorOf(row), bytes: undefined };
       refs = [];
@@ -211,3 +209,25 @@ export async function* readSource(
       yield* inventory(s3, source.uri, cursor, pageSize, includeVersions);
   }
 }
+
+/**
+ * A campaign's scope as the audit engine reads it: the same entries the planner planned (readSource),
+ * with their dates where a listing gives them. One definition of scope for both.
+ */
+export async function* scopeEntries(
+  s3: S3Client,
+  source: CampaignSource,
+  options: Pick<ReadSourceOptions, 'includeVersions' | 'modifiedBefore'>,
+): AsyncGenerator<ScopedEntry[]> {
+  if (source.kind === 'listing') {
+    for await (const page of listEntries(s3, source, undefined, options.includeVersions === true)) {
+      yield page.entries.filter((e) => oldEnough(e.lastModified, options.modifiedBefore)).map((e) => ({ ...e, bucket: source.bucket }));
+    }
+    return;
+  }
+  for await (const page of readSource(s3, source, undefined, options)) {
+    yield page.refs.map((ref) => ({ bucket: ref.bucket, key: ref.key, versionId: ref.versionId, isLatest: ref.versionId === undefined, size: 0, lastModified: undefined }));
+  }
+}
+
+export type ScopedEntry = ListedEntry & { readonly bucket: string };

@@ -30,11 +30,47 @@ export interface CampaignSpec {
   readonly purgeReplacedVersions?: boolean;
   /** Only objects last modified at or before this instant (epoch ms) are planned: a scheduled run's age filter. */
   readonly modifiedBefore?: number;
+  /** Where each settled batch's rows go: `s3://bucket/prefix/` or an absolute folder (report-store.ts). */
+  readonly reportTo: string;
+  /** End without the closing verification (a huge bucket whose re-scan costs too much; README). */
+  readonly skipVerification?: boolean;
+  /** Delete instruction files no object uses any more, once re-checked, conditionally on their ETag. */
+  readonly removeOrphanInstructionFiles?: boolean;
+  /** Planning pauses while this many planned objects are not settled yet (backpressure). */
+  readonly maxUnsettled?: number;
   /** The schedule that made this campaign, and when it fired. */
   readonly schedule?: { readonly id: string; readonly firedAt: number };
 }
 
-export type CampaignState = 'planning' | 'running' | 'paused' | 'cancelled' | 'done';
+/**
+ * `verifying`: every object settled and one worker re-scans the scope; `done`: verified, nothing it
+ * could have moved remains (or the verification was skipped); `done-with-remainder`: verified, and
+ * entries remain under the source keys or could not be read.
+ */
+export type CampaignState = 'planning' | 'running' | 'paused' | 'cancelled' | 'verifying' | 'done' | 'done-with-remainder';
+
+/** Planning lists its sources, or waits while too many planned objects are unsettled. */
+export type PlanActivity = 'listing' | 'backpressure';
+
+/** Why an entry of a campaign's scope still depends on a source key after the campaign. */
+export type RemainderKind = 'object' | 'noncurrent-version' | 'instruction-file' | 'orphan-instruction-file' | 'unreadable';
+export const REMAINDER_KINDS: readonly RemainderKind[] = ['object', 'noncurrent-version', 'instruction-file', 'orphan-instruction-file', 'unreadable'];
+
+/** The closing verification: what remains, per source key, after the last object settled. */
+export interface Verification {
+  readonly at: number;
+  /** The keys whose remainders count: the campaign's --source-key, else every key but the target. */
+  readonly sourceKeys: readonly string[] | 'any-but-target';
+  readonly scanned: number;
+  /** Entries under a source key (every kind but `unreadable`). */
+  readonly remaining: number;
+  /** Encrypted entries whose key could not be told: the key's absence is not proven. */
+  readonly unreadable: number;
+  readonly byKind: Readonly<Record<RemainderKind, number>>;
+  /** Per KMS key: remainders by kind (unreadable ones under `unknown`). */
+  readonly byKey: Readonly<Record<string, Partial<Record<RemainderKind, number>>>>;
+  readonly kmsProbes: number;
+}
 
 export interface CampaignCounters {
   readonly planned: number;
@@ -55,6 +91,8 @@ export interface CampaignStatus extends CampaignCounters {
   readonly finishedAt: number | undefined;
   /** `skipped:changed` → 3, `failed:tag-mismatch` → 1, … */
   readonly byReason: Readonly<Record<string, number>>;
+  readonly planning: PlanActivity;
+  readonly verification: Verification | undefined;
 }
 
 /** BullMQ runs lower numbers first: incident campaigns overtake scheduled ones. */

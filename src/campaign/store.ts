@@ -1,14 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { RekeyError } from '../errors.js';
+import type { WriteIntent } from '../rotate/intent.js';
 import type { ObjectOutcome, ObjectRef } from '../rotate/outcome.js';
 import type { DurableUploadJournal, UploadIntent } from '../s3/upload-journal.js';
-import type { CampaignSpec, CampaignState, CampaignStatus } from './spec.js';
+import type { CampaignSpec, CampaignState, CampaignStatus, PlanActivity, Verification } from './spec.js';
 
 /**
- * A campaign's state in Redis. Every key of one campaign carries the hash tag `{id}`, so the scripts
- * below stay single-slot on Redis Cluster. The outcome of each object is recorded exactly once: a
- * re-delivered job or a second worker cannot count an object twice.
+ * A campaign's state in Redis: counters, counts by reason, the plan's cursors, a marker per recorded
+ * batch, and the in-flight state of batches being processed. The rows themselves go to the campaign's
+ * ReportStore, so Redis holds a few bytes per object whatever the campaign's size. Every key of one
+ * campaign carries the hash tag `{id}`, so the scripts below stay single-slot on Redis Cluster. A
+ * batch is counted exactly once: a re-delivered job or a second worker cannot count it twice, and
+ * within a batch each object settles once.
  */
 export class CampaignStore {
   constructor(
@@ -27,8 +31,8 @@ export class CampaignStore {
     return {
       main: base,
       reasons: `${base}:reasons`,
-      outcomes: `${base}:outcomes`,
-      log: `${base}:log`,
+      batches: `${base}:batches`,
+      sourceKeys: `${base}:source-keys`,
       plan: `${base}:plan`,
       uploads: `${base}:uploads`,
       uploadIntents: `${base}:upload-intents`,
@@ -47,7 +51,7 @@ export class CampaignStore {
     if (created !== 1) throw new RekeyError('internal', `campaign ${id} exists already`);
     await this.redis
       .multi()
-      .hset(k.main, { state: 'planning', createdAt: now, planned: 0, done: 0, rotated: 0, skipped: 0, failed: 0, bytesRead: 0, bytesWritten: 0, planComplete: 0 })
+      .hset(k.main, { state: 'planning', createdAt: now, planned: 0, done: 0, rotated: 0, skipped: 0, failed: 0, bytesRead: 0, bytesWritten: 0, planComplete: 0, skipVerification: spec.skipVerification ? 1 : 0 })
       .zadd(this.index, String(now), id)
       .exec();
     return id;
@@ -91,6 +95,8 @@ export class CampaignStore {
       bytesRead: n('bytesRead'),
       bytesWritten: n('bytesWritten'),
       byReason: Object.fromEntries(Object.entries(reasons).map(([r, c]) => [r, Number(c)])),
+      planning: (main.planning ?? 'listing') as PlanActivity,
+      verification: main.verification ? (JSON.parse(main.verification) as Verification) : undefined,
     };
   }
 
@@ -122,58 +128,102 @@ export class CampaignStore {
     await this.scripts.rekeyCompletePlan(this.keys(id).main, Date.now());
   }
 
-  /** Records an outcome unless the object has one already; returns whether it counted. */
-  async record(id: string, outcome: ObjectOutcome): Promise<boolean> {
+  /** Sets what planning is doing, for `status`: listing the sources, or waiting for workers to drain. */
+  async setPlanning(id: string, activity: PlanActivity): Promise<void> {
+    await this.redis.hset(this.keys(id).main, 'planning', activity);
+  }
+
+  /** Objects planned and not yet settled: what the planner's backpressure bounds. */
+  async unsettled(id: string): Promise<number> {
+    const [planned, done] = await this.redis.hmget(this.keys(id).main, 'planned', 'done');
+    return Number(planned ?? 0) - Number(done ?? 0);
+  }
+
+  /** Whether a batch's rows are durable and counted: a re-delivered batch then has nothing to do. */
+  async batchRecorded(id: string, batchId: string): Promise<boolean> {
+    return (await this.redis.sismember(this.keys(id).batches, batchId)) === 1;
+  }
+
+  /**
+   * A batch in flight: the write intents and the settled outcomes of its objects, kept in Redis only
+   * until the batch's rows are durable in the report store. A worker that takes the batch over after a
+   * crash finds what the killed one wrote and settled.
+   */
+  inFlight(id: string, batchId: string): BatchInFlight {
     const k = this.keys(id);
-    const label = outcome.reason ? `${outcome.outcome}:${outcome.reason}` : '';
-    const counted = (await this.scripts.rekeyRecord(
+    const rows = `${k.main}:b:${batchId}:rows`;
+    const intents = `${k.main}:b:${batchId}:intents`;
+    const redis = this.redis;
+    return {
+      async load() {
+        const [settled, intended] = await Promise.all([redis.hgetall(rows), redis.hgetall(intents)]);
+        return {
+          rows: new Map(Object.entries(settled).map(([object, json]) => [object, JSON.parse(json) as ObjectOutcome])),
+          intents: new Map(Object.entries(intended).map(([object, json]) => [object, JSON.parse(json) as WriteIntent])),
+        };
+      },
+      async intend(intent) {
+        await redis.hset(intents, objectId(intent.ref), JSON.stringify(intent));
+      },
+      async settle(outcome) {
+        return (await redis.hsetnx(rows, objectId(outcome.ref), JSON.stringify(outcome))) === 1;
+      },
+    };
+  }
+
+  /**
+   * Counts a batch's final outcomes once its rows are durable, in one step with its marker, and
+   * forgets its in-flight state. Returns `verify` when this batch settled the campaign's last object
+   * and the campaign now waits for its closing verification.
+   */
+  async recordBatch(id: string, batchId: string, rows: readonly ObjectOutcome[]): Promise<RecordResult> {
+    const k = this.keys(id);
+    const t = totalsOf(rows);
+    const reasons = Object.entries(t.byReason).flat();
+    const result = (await this.scripts.rekeyRecordBatch(
       k.main,
       k.reasons,
-      k.outcomes,
-      k.log,
-      objectId(outcome.ref),
-      outcome.outcome,
-      label,
-      outcome.bytesRead,
-      outcome.bytesWritten,
-      JSON.stringify(outcome),
+      k.batches,
+      `${k.main}:b:${batchId}:rows`,
+      `${k.main}:b:${batchId}:intents`,
+      k.sourceKeys,
+      batchId,
       Date.now(),
-    )) as number;
-    return counted === 1;
+      t.done,
+      t.rotated,
+      t.skipped,
+      t.failed,
+      t.bytesRead,
+      t.bytesWritten,
+      reasons.length / 2,
+      ...reasons,
+      ...t.sourceKeys,
+    )) as string;
+    return result as RecordResult;
   }
 
-  async hasOutcome(id: string, ref: ObjectRef): Promise<boolean> {
-    return (await this.redis.hexists(this.keys(id).outcomes, objectId(ref))) === 1;
+  /**
+   * Un-counts the failed rows of one batch before they are queued again as batch `retryId`; once only,
+   * so a `retry` run again after a crash neither un-counts twice nor loses a row.
+   */
+  async forgetFailures(id: string, retryId: string, failed: readonly ObjectOutcome[]): Promise<boolean> {
+    const k = this.keys(id);
+    const t = totalsOf(failed);
+    const reasons = Object.entries(t.byReason).flat();
+    const forgot = (await this.scripts.rekeyForgetFailures(k.main, k.reasons, k.batches, `forgot:${retryId}`, t.failed, reasons.length / 2, ...reasons)) as number;
+    return forgot === 1;
   }
 
-  /** Forgets failed outcomes so their objects can be tried again; returns the objects. */
-  async forgetFailed(id: string): Promise<ObjectRef[]> {
-    const refs: ObjectRef[] = [];
-    for await (const outcome of this.outcomes(id)) {
-      if (outcome.outcome !== 'failed') continue;
-      await this.scripts.rekeyForget(
-        this.keys(id).main,
-        this.keys(id).reasons,
-        this.keys(id).outcomes,
-        this.keys(id).log,
-        objectId(outcome.ref),
-        `failed:${outcome.reason}`,
-      );
-      refs.push(outcome.ref);
-    }
-    return refs;
+  /** The KMS keys that rotated objects came from: whose remainders the closing verification counts. */
+  async sourceKeys(id: string): Promise<string[]> {
+    return (await this.redis.smembers(this.keys(id).sourceKeys)).sort();
   }
 
-  /** Every recorded outcome, oldest first, one per object, streamed page by page. */
-  async *outcomes(id: string, pageSize = 1000): AsyncGenerator<ObjectOutcome> {
-    const log = this.keys(id).log;
-    let start = '-';
-    for (;;) {
-      const page = await this.redis.xrange(log, start, '+', 'COUNT', pageSize);
-      for (const [, fields] of page) yield JSON.parse(fields[1] ?? '{}') as ObjectOutcome;
-      if (page.length < pageSize) return;
-      start = `(${page[page.length - 1]![0]}`;
-    }
+  /** Stores the closing verification and ends the campaign: `done` when nothing remains. */
+  async recordVerification(id: string, verification: Verification): Promise<CampaignState> {
+    const state = verification.remaining === 0 && verification.unreadable === 0 ? 'done' : 'done-with-remainder';
+    const ok = (await this.scripts.rekeyVerified(this.keys(id).main, state, JSON.stringify(verification), Date.now())) as number;
+    return ok === 1 ? state : await this.state(id);
   }
 
   /** The multipart-upload journal of a campaign, so a killed worker's uploads are aborted later. */
@@ -231,55 +281,121 @@ export function objectId(ref: ObjectRef): string {
   return ref.versionId ? `${ref.bucket}/${ref.key}?versionId=${ref.versionId}` : `${ref.bucket}/${ref.key}`;
 }
 
+export interface BatchInFlight {
+  load(): Promise<{ rows: Map<string, ObjectOutcome>; intents: Map<string, WriteIntent> }>;
+  /** Stored before the write that would move the object: the proof a write was this campaign's. */
+  intend(intent: WriteIntent): Promise<void>;
+  /** Keeps an object's final outcome until the batch is recorded; false when it had one already. */
+  settle(outcome: ObjectOutcome): Promise<boolean>;
+}
+
+/** `recorded`: counted now; `duplicate`: counted before; `verify`: counted, and the campaign awaits its closing verification. */
+export type RecordResult = 'recorded' | 'duplicate' | 'verify';
+
+interface Totals {
+  done: number;
+  rotated: number;
+  skipped: number;
+  failed: number;
+  bytesRead: number;
+  bytesWritten: number;
+  byReason: Record<string, number>;
+  sourceKeys: string[];
+}
+
+function totalsOf(rows: readonly ObjectOutcome[]): Totals {
+  const t: Totals = { done: rows.length, rotated: 0, skipped: 0, failed: 0, bytesRead: 0, bytesWritten: 0, byReason: {}, sourceKeys: [] };
+  const keys = new Set<string>();
+  for (const row of rows) {
+    t[row.outcome] += 1;
+    t.bytesRead += row.bytesRead;
+    t.bytesWritten += row.bytesWritten;
+    if (row.reason) {
+      const label = `${row.outcome}:${row.reason}`;
+      t.byReason[label] = (t.byReason[label] ?? 0) + 1;
+    }
+    if (row.oldKeyId && row.oldKeyId !== row.newKeyId) keys.add(row.oldKeyId);
+  }
+  t.sourceKeys = [...keys];
+  return t;
+}
+
 interface ScriptedRedis extends Redis {
-  rekeyRecord(...args: (string | number)[]): Promise<unknown>;
-  rekeyForget(...args: (string | number)[]): Promise<unknown>;
+  rekeyRecordBatch(...args: (string | number)[]): Promise<unknown>;
+  rekeyForgetFailures(...args: (string | number)[]): Promise<unknown>;
+  rekeyVerified(...args: (string | number)[]): Promise<unknown>;
   rekeyTransition(...args: (string | number)[]): Promise<unknown>;
   rekeyCompletePlan(...args: (string | number)[]): Promise<unknown>;
   rekeyAdvancePlan(...args: (string | number)[]): Promise<unknown>;
 }
 
-/** A campaign whose plan is complete and whose every object has an outcome is done. */
+/**
+ * A campaign whose plan is complete and whose every object has an outcome has settled: it waits for
+ * its closing verification (`verifying`), or is done at once when it is cancelled or its spec skips
+ * the verification. Returns 1 when this call moved it to `verifying`.
+ */
 const FINISH_IF_DONE = `
 local function finish_if_done(main, now)
-  local h = redis.call('HMGET', main, 'planComplete', 'planned', 'done', 'state')
+  local h = redis.call('HMGET', main, 'planComplete', 'planned', 'done', 'state', 'skipVerification')
   if h[1] == '1' and tonumber(h[3]) >= tonumber(h[2]) and (h[4] == 'running' or h[4] == 'planning' or h[4] == 'paused' or h[4] == 'cancelled') then
-    if h[4] ~= 'cancelled' then redis.call('HSET', main, 'state', 'done') end
-    redis.call('HSETNX', main, 'finishedAt', now)
+    if h[4] == 'cancelled' or h[5] == '1' then
+      if h[4] ~= 'cancelled' then redis.call('HSET', main, 'state', 'done') end
+      redis.call('HSETNX', main, 'finishedAt', now)
+      return 0
+    end
+    redis.call('HSET', main, 'state', 'verifying')
+    return 1
   end
+  return 0
 end
 `;
 
 function defineScripts(redis: Redis): void {
-  if ((redis as unknown as Partial<ScriptedRedis>).rekeyRecord) return;
-  redis.defineCommand('rekeyRecord', {
-    numberOfKeys: 4,
+  if ((redis as unknown as Partial<ScriptedRedis>).rekeyRecordBatch) return;
+  // KEYS: main, reasons, batches (markers), the batch's rows hash, its intents hash, source keys.
+  // ARGV: batch id, now, done, rotated, skipped, failed, bytesRead, bytesWritten, n reasons,
+  //       then n (label, count) pairs, then the source key ids of its rotated rows.
+  redis.defineCommand('rekeyRecordBatch', {
+    numberOfKeys: 6,
     lua: `${FINISH_IF_DONE}
-      if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 0 end
-      local entry = redis.call('XADD', KEYS[4], '*', 'o', ARGV[6])
-      redis.call('HSET', KEYS[3], ARGV[1], entry)
-      redis.call('HINCRBY', KEYS[1], 'done', 1)
-      redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-      redis.call('HINCRBY', KEYS[1], 'bytesRead', ARGV[4])
-      redis.call('HINCRBY', KEYS[1], 'bytesWritten', ARGV[5])
-      if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end
-      finish_if_done(KEYS[1], ARGV[7])
-      return 1`,
+      if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return 'duplicate' end
+      redis.call('HINCRBY', KEYS[1], 'done', ARGV[3])
+      redis.call('HINCRBY', KEYS[1], 'rotated', ARGV[4])
+      redis.call('HINCRBY', KEYS[1], 'skipped', ARGV[5])
+      redis.call('HINCRBY', KEYS[1], 'failed', ARGV[6])
+      redis.call('HINCRBY', KEYS[1], 'bytesRead', ARGV[7])
+      redis.call('HINCRBY', KEYS[1], 'bytesWritten', ARGV[8])
+      local n = tonumber(ARGV[9])
+      for i = 0, n - 1 do redis.call('HINCRBY', KEYS[2], ARGV[10 + 2 * i], ARGV[11 + 2 * i]) end
+      for i = 10 + 2 * n, #ARGV do redis.call('SADD', KEYS[6], ARGV[i]) end
+      redis.call('DEL', KEYS[4], KEYS[5])
+      if finish_if_done(KEYS[1], ARGV[2]) == 1 then return 'verify' end
+      return 'recorded'`,
   });
-  redis.defineCommand('rekeyForget', {
-    numberOfKeys: 4,
+  // KEYS: main, reasons, batches (markers). ARGV: the marker of this forgetting, failed count,
+  //       n reasons, then n (label, count) pairs.
+  redis.defineCommand('rekeyForgetFailures', {
+    numberOfKeys: 3,
     lua: `
-      local entry = redis.call('HGET', KEYS[3], ARGV[1])
-      if not entry then return 0 end
-      redis.call('HDEL', KEYS[3], ARGV[1])
-      redis.call('XDEL', KEYS[4], entry)
-      redis.call('HINCRBY', KEYS[1], 'done', -1)
-      redis.call('HINCRBY', KEYS[1], 'failed', -1)
-      redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
-      redis.call('HDEL', KEYS[1], 'finishedAt')
+      if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return 0 end
+      redis.call('HINCRBY', KEYS[1], 'done', -tonumber(ARGV[2]))
+      redis.call('HINCRBY', KEYS[1], 'failed', -tonumber(ARGV[2]))
+      local n = tonumber(ARGV[3])
+      for i = 0, n - 1 do redis.call('HINCRBY', KEYS[2], ARGV[4 + 2 * i], -tonumber(ARGV[5 + 2 * i])) end
+      redis.call('HDEL', KEYS[1], 'finishedAt', 'verification')
       redis.call('HSET', KEYS[1], 'state', 'running')
       return 1`,
   });
+  // KEYS: main. ARGV: the final state, the verification (JSON), now. Only a verifying campaign ends so.
+  redis.defineCommand('rekeyVerified', {
+    numberOfKeys: 1,
+    lua: `
+      if redis.call('HGET', KEYS[1], 'state') ~= 'verifying' then return 0 end
+      redis.call('HSET', KEYS[1], 'state', ARGV[1], 'verification', ARGV[2])
+      redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[3])
+      return 1`,
+  });
+  // KEYS: main. ARGV: the new state, now, then the states it may move from.
   redis.defineCommand('rekeyTransition', {
     numberOfKeys: 1,
     lua: `

@@ -16,7 +16,9 @@ import { Rekeyer } from '../rotate/rekey.js';
 import { Rewrapper } from '../rotate/rewrap.js';
 import { rotationTarget } from '../rotate/target.js';
 import { processBatch, type BatchRotator, type ProcessorDeps, type ProcessorOptions } from './processor.js';
-import { connectionOf, makeQueue, QUEUE_NAME, type BatchJob } from './queue.js';
+import { connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, requestVerification, VERIFY_QUEUE_NAME, type BatchJob, type VerifyJob } from './queue.js';
+import { openReportStore } from './report-store.js';
+import { verifyCampaign } from './verify.js';
 import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from './schedule.js';
 import type { CampaignSpec } from './spec.js';
 import { CampaignStore } from './store.js';
@@ -65,7 +67,9 @@ export class CampaignWorker {
   private readonly queue;
   private readonly worker: Worker<BatchJob>;
   private readonly planner: Worker<ScheduleJob>;
-  private readonly rotators = new Map<string, BatchRotator>();
+  private readonly verifier: Worker<VerifyJob>;
+  private readonly verifyQueue;
+  private readonly rotators = new Map<string, { rotator: BatchRotator; kms: KmsBatcher }>();
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -81,6 +85,7 @@ export class CampaignWorker {
     this.redis = makeRedis(config);
     this.store = new CampaignStore(this.redis, config.redisPrefix);
     this.queue = makeQueue(config);
+    this.verifyQueue = makeVerifyQueue(config);
     this.pool = new CipherPool(options.threads === undefined ? {} : { threads: options.threads });
     const lockDuration = options.lockDurationMs ?? 30_000;
     const shared = {
@@ -97,6 +102,9 @@ export class CampaignWorker {
     // One plan at a time per process: a plan is bound by Redis round trips, not by this process.
     this.planner = new Worker<ScheduleJob>(PLAN_QUEUE_NAME, (job) => this.plan(job), { ...shared, concurrency: 1 });
     this.planner.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'scheduled plan failed; it will be retried'));
+    // One verification at a time per process: it is a scan bound by S3 and KMS round trips.
+    this.verifier = new Worker<VerifyJob>(VERIFY_QUEUE_NAME, (job) => this.verify(job.data.c), { ...shared, concurrency: 1 });
+    this.verifier.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'closing verification failed; it will be retried'));
     if (options.metrics) this.export(options.metrics);
   }
 
@@ -108,7 +116,12 @@ export class CampaignWorker {
     metrics.provideCampaignProgress(async () => {
       const ids = (await this.store.list()).slice(-PROGRESS_CAMPAIGNS);
       const statuses = await Promise.all(ids.map((id) => this.store.status(id)));
-      return statuses.map((s) => ({ campaign: s.id, planned: s.planned, done: s.done }));
+      return statuses.map((s) => ({
+        campaign: s.id,
+        planned: s.planned,
+        done: s.done,
+        ...(s.verification ? { remaining: s.verification.byKind } : {}),
+      }));
     });
     metrics.provideThreadPool(() => {
       const threads = this.pool.utilisation();
@@ -122,11 +135,11 @@ export class CampaignWorker {
 
   /** Starts taking jobs; resolves when the worker is closed. */
   async run(): Promise<void> {
-    await Promise.all([this.worker.run(), this.planner.run()]);
+    await Promise.all([this.worker.run(), this.planner.run(), this.verifier.run()]);
   }
 
   async waitUntilReady(): Promise<void> {
-    await Promise.all([this.worker.waitUntilReady(), this.planner.waitUntilReady()]);
+    await Promise.all([this.worker.waitUntilReady(), this.planner.waitUntilReady(), this.verifier.waitUntilReady()]);
   }
 
   /**
@@ -134,11 +147,12 @@ export class CampaignWorker {
    * unfinished; their uploads are never completed, and another worker takes them over.
    */
   close(force = false): Promise<void> {
-    if (force && this.closing) void Promise.all([this.worker.close(true), this.planner.close(true)]);
+    if (force && this.closing) void Promise.all([this.worker.close(true), this.planner.close(true), this.verifier.close(true)]);
     this.closing ??= (async () => {
-      await Promise.all([this.worker.close(force), this.planner.close(force)]);
+      await Promise.all([this.worker.close(force), this.planner.close(force), this.verifier.close(force)]);
       await this.pool.close();
       await this.queue.close();
+      await this.verifyQueue.close();
       await this.redis.quit();
       await this.options.audit?.flush();
       this.s3.destroy();
@@ -161,10 +175,13 @@ export class CampaignWorker {
         s3: this.s3,
         store: this.store,
         queue: this.queue,
-        rotatorFor: (id, spec) => this.rotatorFor(id, spec),
+        rotatorFor: (id, spec) => this.rotatorFor(id, spec).rotator,
+        reportsFor: (id, spec) => openReportStore(this.s3, spec.reportTo, id),
+        onSettled: (id) => requestVerification(this.verifyQueue, id),
         observe: observeWith(this.options.metrics, this.options.audit),
       },
       job.data,
+      job.id!,
       this.options.processor,
     );
     if (result.kind === 'paused') {
@@ -174,7 +191,24 @@ export class CampaignWorker {
     return result;
   }
 
-  private rotatorFor(id: string, spec: CampaignSpec): BatchRotator {
+  /**
+   * The closing verification of a campaign whose objects all settled: the scope re-scanned with the
+   * audit engine at the campaign's KMS pace; the remaining entries to the report store, the counts to
+   * the campaign, which ends `done` or `done-with-remainder`.
+   */
+  private async verify(id: string): Promise<unknown> {
+    if ((await this.store.state(id)) !== 'verifying') return { skipped: 'not verifying' };
+    const spec = await this.store.spec(id);
+    const verification = await verifyCampaign({ s3: this.s3, kms: this.rotatorFor(id, spec).kms, reports: openReportStore(this.s3, spec.reportTo, id) }, spec);
+    const state = await this.store.recordVerification(id, verification);
+    this.options.audit?.verified(id, state, verification);
+    // The campaign is over: its KMS batcher and cache go with it.
+    this.rotators.delete(id);
+    this.log?.info({ campaign: id, state, remaining: verification.remaining, unreadable: verification.unreadable }, 'campaign verified');
+    return { state, remaining: verification.remaining, unreadable: verification.unreadable };
+  }
+
+  private rotatorFor(id: string, spec: CampaignSpec): { rotator: BatchRotator; kms: KmsBatcher } {
     const cached = this.rotators.get(id);
     if (cached) return cached;
     const kms = new KmsBatcher({
@@ -187,8 +221,9 @@ export class CampaignWorker {
       spec.mode === 'rewrap'
         ? new Rewrapper({ s3: this.s3, kms }, target)
         : new Rekeyer({ s3: this.s3, kms, pool: this.pool, objectConcurrency: this.options.objectConcurrency ?? 4 }, target);
-    this.rotators.set(id, rotator);
-    return rotator;
+    const entry = { rotator, kms };
+    this.rotators.set(id, entry);
+    return entry;
   }
 }
 

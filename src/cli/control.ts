@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { recordAudit } from '../campaign/audit-trail.js';
-import { batchesOf, enqueue, makeQueue } from '../campaign/queue.js';
+import { makeQueue } from '../campaign/queue.js';
+import { openReportStore } from '../campaign/report-store.js';
+import { retryFailed } from '../campaign/retry.js';
 import type { CampaignState } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
-import { makeRedis } from '../config/clients.js';
+import { makeRedis, makeS3Client } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { describeStatus, progressOf, watchCampaign } from './status-view.js';
@@ -81,15 +83,17 @@ export function registerControl(program: Command): void {
       await withStore(config, async (store) => {
         await requireCampaign(store, id);
         const spec = await store.spec(id);
-        const refs = await store.forgetFailed(id);
         const queue = makeQueue(config);
+        const s3 = makeS3Client(config);
+        let queued: number;
         try {
-          await enqueue(queue, batchesOf(id, refs, spec.batchSize), { priority: spec.priority });
+          queued = await retryFailed({ store, queue, reports: openReportStore(s3, spec.reportTo, id) }, id);
         } finally {
           await queue.close();
+          s3.destroy();
         }
         await recordAudit(config, (trail) => trail.campaign('retried', id));
-        process.stdout.write(`campaign ${id}: ${refs.length} failed objects queued again\n`);
+        process.stdout.write(`campaign ${id}: ${queued} failed objects queued again\n`);
       });
     });
 }

@@ -59,6 +59,12 @@ export interface StartFlags {
   readonly every?: number;
   readonly dryRun?: boolean;
   readonly json?: boolean;
+  /** `s3://bucket/prefix/` or a folder; REKEY_REPORT_TO, else a folder for `run`. */
+  readonly reportTo?: string;
+  /** commander's name for --no-verify. */
+  readonly verify: boolean;
+  readonly removeOrphanInstructionFiles?: boolean;
+  readonly maxUnsettled: number;
 }
 
 export function addStartOptions(command: Command): Command {
@@ -78,6 +84,10 @@ export function addStartOptions(command: Command): Command {
     .option('--include-versions', 'noncurrent versions too: each is checked and, still under a rotated key, reported as skipped:noncurrent-version (S3 cannot rewrite one in place)')
     .option('--purge-replaced-versions', 'in a versioned bucket, delete the exact version each rotation replaced once the new version is verified (off by default)')
     .option('--min-age <duration>', 'only objects last modified at least this long ago, e.g. 90d, even those under the target key already: LastModified stands for the age of the data key (rekey) or of its wrapping (rewrap); --bucket only', duration('--min-age', 0))
+    .option('--report-to <s3://bucket/prefix/|folder>', 'where each settled batch\'s rows and the closing verification go (default: REKEY_REPORT_TO; for run, ./rekey-reports)')
+    .option('--no-verify', 'skip the closing verification (a huge bucket: it costs one LIST per 1,000 keys, one HEAD per object and one KMS call per distinct wrapped key); the campaign then proves nothing left')
+    .option('--remove-orphan-instruction-files', 'delete instruction files no object reads any more, re-checked first and only if unchanged (their ETag)')
+    .option('--max-unsettled <n>', 'planning pauses while this many planned objects are not settled yet (backpressure on the queue in Redis)', positiveInt('--max-unsettled'), 1_000_000)
     .option('--dry-run', 'plan nothing; print an estimate of objects, bytes, KMS calls and duration')
     .option('--json', 'print the result as JSON');
 }

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { openConfiguredAuditTrail, recordAudit, type AuditTrail } from '../campaign/audit-trail.js';
 import { estimatePlan, planCampaign } from '../campaign/planner.js';
 import { makeQueue } from '../campaign/queue.js';
-import { ageCutoff, type CampaignSpec } from '../campaign/spec.js';
+import { normaliseReportLocation } from '../campaign/report-store.js';
+import { ageCutoff, type CampaignSpec, type CampaignStatus } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
 import { CampaignWorker } from '../campaign/worker.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
@@ -29,8 +30,19 @@ function checkTiming(flags: StartFlags, sources: CampaignSpec['sources']): void 
   if (flags.dryRun) throw new ConfigError('--dry-run estimates one campaign: leave out --every');
 }
 
-async function specFrom(config: Config, flags: StartFlags): Promise<CampaignSpec> {
+/** Where rows go: the flag, else REKEY_REPORT_TO, else (one-machine `run` only) a folder here. */
+function reportLocation(config: Config, flags: StartFlags, command: 'start' | 'run'): string {
+  const wanted = flags.reportTo ?? config.reportTo ?? (command === 'run' ? 'rekey-reports' : undefined);
+  /* Precondition: workers on any host write a started campaign's rows, so they need one place. */
+  if (wanted === undefined) {
+    throw new ConfigError('say where the campaign\'s rows go: --report-to s3://bucket/prefix/ (or REKEY_REPORT_TO); workers on every host write there');
+  }
+  return normaliseReportLocation(wanted);
+}
+
+async function specFrom(config: Config, flags: StartFlags, command: 'start' | 'run'): Promise<CampaignSpec> {
   const sources = sourcesFrom(flags);
+  const reportTo = reportLocation(config, flags, command);
   checkTiming(flags, sources);
   const kms = makeKmsClient(config);
   try {
@@ -47,6 +59,10 @@ async function specFrom(config: Config, flags: StartFlags): Promise<CampaignSpec
       sources,
       kmsRequestsPerSecond: flags.kmsRate,
       batchSize: flags.batchSize,
+      reportTo,
+      maxUnsettled: flags.maxUnsettled,
+      ...(flags.verify === false ? { skipVerification: true } : {}),
+      ...(flags.removeOrphanInstructionFiles ? { removeOrphanInstructionFiles: true } : {}),
       ...(flags.includeVersions ? { includeVersions: true } : {}),
       ...(flags.purgeReplacedVersions ? { purgeReplacedVersions: true } : {}),
       // A schedule sets each run's cut-off when it fires.
@@ -62,8 +78,8 @@ function print(flags: { json?: boolean }, data: unknown, text: string): void {
 }
 
 /** Creates and plans a campaign; with --dry-run only estimates it. Returns the campaign id. */
-async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrail): Promise<string | undefined> {
-  const spec = await specFrom(config, flags);
+async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrail, command: 'start' | 'run'): Promise<string | undefined> {
+  const spec = await specFrom(config, flags, command);
   const s3 = makeS3Client(config);
   const redis = makeRedis(config);
   const queue = makeQueue(config);
@@ -81,7 +97,7 @@ async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrai
     const store = new CampaignStore(redis, config.redisPrefix);
     const id = await store.create(spec);
     audit.campaign('created', id, spec);
-    await planCampaign({ s3, store, queue }, id);
+    await planCampaign({ s3, store, queue }, id, { onBackpressure: () => process.stderr.write(`campaign ${id}: planning waits for workers (${spec.maxUnsettled} objects unsettled; see: rekey status ${id})\n`) });
     const status = await store.status(id);
     print(flags, { id, planned: status.planned }, `campaign ${id} planned: ${status.planned} objects (see: rekey status ${id} --watch)`);
     return id;
@@ -92,6 +108,17 @@ async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrai
   }
 }
 
+/**
+ * `run`'s exit code, as `audit` would answer right after: 3 when entries remain under the source
+ * keys, 4 when none do but some could not be read, 1 when objects failed, 0 when verified clean.
+ */
+export function runExitCode(status: CampaignStatus): number {
+  const v = status.verification;
+  if (v && v.remaining > 0) return EXIT.keyInUse;
+  if (v && v.unreadable > 0) return EXIT.keyUseUnproven;
+  return status.failed > 0 ? EXIT.failed : EXIT.ok;
+}
+
 export function registerStart(program: Command): void {
   addStartOptions(program.command('start'))
     .description('Create a campaign and queue its objects for the workers (rekey worker); with --every, a schedule of campaigns')
@@ -99,14 +126,14 @@ export function registerStart(program: Command): void {
     .action(async (flags: StartFlags) => {
       const config = loadConfig();
       if (flags.every !== undefined) {
-        const schedule = await scheduleCampaign(config, await specFrom(config, flags), { everyMs: flags.every, minAgeMs: flags.minAge ?? 0 });
+        const schedule = await scheduleCampaign(config, await specFrom(config, flags, 'start'), { everyMs: flags.every, minAgeMs: flags.minAge ?? 0 });
         await recordAudit(config, (trail) => trail.schedule('created', schedule.id, schedule));
         const text = `${describeSchedule(schedule)}\n  the first run starts when a worker takes it; see: rekey schedules (rekey unschedule ${schedule.id} stops it)`;
         print(flags, { schedule: schedule.id, every: formatDurationFlag(schedule.everyMs), minAge: formatDurationFlag(schedule.minAgeMs) }, text);
         return;
       }
       const audit = await openConfiguredAuditTrail(config);
-      await startCampaign(config, flags, audit);
+      await startCampaign(config, flags, audit, 'start');
       await audit.flush();
     });
 
@@ -125,13 +152,13 @@ export function registerStart(program: Command): void {
       );
       const running = worker.run();
       try {
-        const id = await startCampaign(config, { ...flags, json: flags.json ?? false }, audit);
+        const id = await startCampaign(config, { ...flags, json: flags.json ?? false }, audit, 'run');
         if (id === undefined) return;
         const redis = makeRedis(config);
         try {
           const final = await watchCampaign(new CampaignStore(redis, config.redisPrefix), id, { live: flags.watch && !flags.json });
           print(flags, final, describeStatus(final));
-          if (final.failed > 0) process.exitCode = EXIT.failed;
+          process.exitCode = runExitCode(final);
         } finally {
           await redis.quit();
         }

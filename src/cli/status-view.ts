@@ -43,18 +43,33 @@ export function describeStatus(status: CampaignStatus): string {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([reason, n]) => `    ${reason.padEnd(32)} ${n}`);
   return [
-    `campaign ${status.id} (${status.spec.name}): ${status.state}${status.planComplete ? '' : `, planning (a planner that stopped resumes with: rekey plan ${status.id})`}`,
+    `campaign ${status.id} (${status.spec.name}): ${status.state}${status.planComplete ? '' : status.planning === 'backpressure' ? `, planning paused for backpressure (${status.spec.maxUnsettled} objects unsettled; it resumes as workers drain)` : `, planning: listing (a planner that stopped resumes with: rekey plan ${status.id})`}`,
     ...(status.spec.schedule ? [`  a run of schedule ${status.spec.schedule.id}, fired ${new Date(status.spec.schedule.firedAt).toISOString()}`] : []),
     `  mode ${status.spec.mode} to ${status.spec.targetKeyArn}, priority ${status.spec.priority}`,
     `  objects  ${status.done}/${status.planned} done (${(p.ratio * 100).toFixed(1)}%): ${status.rotated} rotated, ${status.skipped} skipped, ${status.failed} failed`,
     ...(reasons.length ? ['  by reason', ...reasons] : []),
+    ...describeVerification(status),
     `  bytes    ${formatBytes(status.bytesRead)} read, ${formatBytes(status.bytesWritten)} written`,
     `  rate     ${p.objectsPerSecond.toFixed(1)} objects/s, ${formatBytes(p.bytesPerSecond)}/s; ${status.finishedAt ? 'finished' : `ETA ${formatDuration(p.etaSeconds)}`}`,
   ].join('\n');
 }
 
+/** The closing verification: what remains under the source keys, per key and kind. */
+function describeVerification(status: CampaignStatus): string[] {
+  const v = status.verification;
+  if (status.state === 'verifying') return ['  closing  every object settled; verifying that nothing remains under the source keys'];
+  if (!v) return status.spec.skipVerification && status.finishedAt ? ['  closing  not verified (--no-verify): run rekey audit before retiring a key'] : [];
+  const keys = v.sourceKeys === 'any-but-target' ? 'any key but the target' : v.sourceKeys.join(', ');
+  if (v.remaining === 0 && v.unreadable === 0) return [`  closing  verified ${new Date(v.at).toISOString()}: nothing remains under ${keys} (${v.scanned} entries scanned)`];
+  const perKey = Object.entries(v.byKey).flatMap(([key, kinds]) => Object.entries(kinds).map(([kind, n]) => `    ${key} ${kind.padEnd(24)} ${n}`));
+  return [
+    `  closing  verified ${new Date(v.at).toISOString()}: ${v.remaining} entries remain under ${keys}, ${v.unreadable} unreadable (rekey report ${status.id} --remaining lists them)`,
+    ...perKey,
+  ];
+}
+
 function finished(status: CampaignStatus): boolean {
-  return status.finishedAt !== undefined || status.state === 'done';
+  return status.finishedAt !== undefined;
 }
 
 export interface WatchOptions {

@@ -18,6 +18,8 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** Where the audit trail goes (JSON lines, appended); `-` for stderr; none when unset. */
   readonly auditLog: string | undefined;
+  /** The default `--report-to` of campaigns: `s3://bucket/prefix/` or a folder. */
+  readonly reportTo: string | undefined;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -44,6 +46,7 @@ const envSchema = z.object({
     .default('rekey'),
   REKEY_LOG_LEVEL: z.enum(LOG_LEVELS, { error: `REKEY_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   REKEY_AUDIT_LOG: z.string().optional(),
+  REKEY_REPORT_TO: z.string().optional(),
 });
 
 /** Reads and validates the shared settings; throws a ConfigError listing every problem at once. */
@@ -64,5 +67,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisPrefix: e.REKEY_REDIS_PREFIX,
     logLevel: e.REKEY_LOG_LEVEL,
     auditLog: e.REKEY_AUDIT_LOG,
+    reportTo: e.REKEY_REPORT_TO,
   };
 }

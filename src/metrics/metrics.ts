@@ -78,6 +78,8 @@ export interface CampaignProgress {
   readonly done: number;
   /** Left out, it is estimated from the pace of `done` between scrapes. */
   readonly etaSeconds?: number;
+  /** After the closing verification: entries left under the campaign's source keys, by kind. */
+  readonly remaining?: Readonly<Record<string, number>>;
 }
 
 export interface ThreadPoolStats {
@@ -177,6 +179,7 @@ interface CampaignSample {
   readonly done: number;
   readonly ratio: number;
   readonly etaSeconds: number | undefined;
+  readonly remaining: Readonly<Record<string, number>> | undefined;
 }
 
 class PrometheusMetrics implements RekeyMetrics {
@@ -254,6 +257,7 @@ class PrometheusMetrics implements RekeyMetrics {
     collectDefaultMetrics({ register: this.registry });
     this.registerQueueGauge();
     this.registerCampaignGauges();
+    this.registerRemainderGauge();
     this.registerPoolGauges();
   }
 
@@ -318,6 +322,7 @@ class PrometheusMetrics implements RekeyMetrics {
         done: row.done,
         ratio: row.planned > 0 ? Math.min(row.done / row.planned, 1) : 0,
         etaSeconds: row.etaSeconds ?? this.eta.estimate(row.campaign, row.planned, row.done),
+        remaining: row.remaining,
       }));
     });
   }
@@ -396,6 +401,23 @@ class PrometheusMetrics implements RekeyMetrics {
         },
       });
     }
+  }
+
+  private registerRemainderGauge(): void {
+    const campaigns = this.campaigns;
+    new Gauge({
+      name: 'rekey_campaign_remaining_entries',
+      help: 'Entries the closing verification found still under the campaign\'s source keys (or unreadable), by kind; absent before it ran. (The same for every worker: aggregate with max.)',
+      labelNames: ['campaign', 'reason'],
+      registers: [this.registry],
+      async collect() {
+        const samples = await campaigns.read();
+        this.reset();
+        for (const sample of samples ?? []) {
+          for (const [reason, count] of Object.entries(sample.remaining ?? {})) this.set({ campaign: sample.campaign, reason }, count);
+        }
+      },
+    });
   }
 
   private registerPoolGauges(): void {

@@ -53,6 +53,9 @@ const SKIP_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
   'object-locked',
   'source-key-mismatch',
   'noncurrent-version',
+  'instruction-file',
+  'orphan-instruction-file',
+  'orphan-removed',
   'not-encrypted',
   'cancelled',
 ]);

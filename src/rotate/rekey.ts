@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { DataKey } from '../crypto/data-key.js';
 import type { CipherPool, PoolStream } from '../crypto/pool.js';
@@ -14,12 +14,15 @@ import {
 } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
 import { s3Failure } from '../s3/errors.js';
-import type { WriteResult } from '../s3/conditional-writes.js';
+import { deleteIfUnchanged, type WriteResult } from '../s3/conditional-writes.js';
 import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
 import { readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
+import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
+import { wrappedKeyDigest, type IntentSink, type WriteIntent } from './intent.js';
 import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type TargetFormat } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
+import { landedWrite, recoveredOutcome, replacementBase, writtenBy } from './recover.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
 import { modifiedSinceCutoff, notDue, type RotationTarget } from './target.js';
@@ -55,12 +58,12 @@ export class Rekeyer {
     this.replaced = new ReplacedVersions(deps, target);
   }
 
-  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink): Promise<ObjectOutcome[]> {
+  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink, onIntent?: IntentSink): Promise<ObjectOutcome[]> {
     const limit = pLimit(this.deps.objectConcurrency ?? 4);
     return Promise.all(
       refs.map((ref) =>
         limit(async () => {
-          const outcome = await this.rekeyOne(ref, journal);
+          const outcome = await this.rekeyOne(ref, journal, onIntent);
           await onOutcome?.(outcome);
           return outcome;
         }),
@@ -68,11 +71,35 @@ export class Rekeyer {
     );
   }
 
-  private async rekeyOne(ref: ObjectRef, journal: UploadJournal): Promise<ObjectOutcome> {
+  /**
+   * The outcome of a write intent left by a worker that stopped: `rotated` with the intent's facts when
+   * the object carries its new wrapped key (the stale instruction file dropped and replaced versions
+   * settled as the writer would have), undefined when the write did not land.
+   */
+  async recover(intent: WriteIntent): Promise<ObjectOutcome | undefined> {
+    const object = await landedWrite(this.deps.s3, intent);
+    if (!object) return undefined;
+    const written = writtenBy(intent, object);
+    const file = intent.instructionFile;
+    const stale: StaleFile = file ? await this.dropStaleInstructionFile(object.snapshot.bucket, file) : { note: '' };
+    const outcome = recoveredOutcome(intent, written, { bytesWritten: object.snapshot.size }, stale.note);
+    const replaced = [
+      ...replacedBy(intent.ref.key, intent.replacedVersionId, written.versionId),
+      ...(file ? replacedBy(file.key, file.versionId, stale.markerVersionId) : []),
+    ];
+    return settledOutcome(outcome, await this.replaced.settle({ ...replacementBase(intent, object, written), replaced }), replaced);
+  }
+
+  private async rekeyOne(ref: ObjectRef, journal: UploadJournal, onIntent?: IntentSink): Promise<ObjectOutcome> {
     const started = Date.now();
     let facts: OutcomeFacts = {};
+    let intent: WriteIntent | undefined;
     const keys: DataKey[] = [];
     try {
+      if (isInstructionFileName(ref.key)) {
+        const entry = await inspectInstructionEntry(this.deps.s3, ref);
+        if (entry.kind !== 'data') return { ...(await settleInstructionEntry(this.deps.s3, ref, 'rekey', entry, this.target.removeOrphanInstructionFiles)), durationMs: Date.now() - started };
+      }
       const object = await readEncryptedObject(this.deps.s3, ref);
       const { snapshot, envelope } = object;
       facts = { format: envelope.version, oldEtag: snapshot.etag, oldVersionId: snapshot.versionId };
@@ -104,13 +131,26 @@ export class Rekeyer {
       });
       // Everything awaited goes before the cipher starts: an early cipher error needs a reader attached.
       const tagging = await readTagging(this.deps.s3, snapshot);
+      const file = object.instructionFile;
+      intent = {
+        ref,
+        mode: 'rekey',
+        facts: { ...facts, newFormat: version, newKeyId: fresh.keyId, bytesRead: snapshot.size },
+        location: 'object',
+        replacedVersionId: snapshot.versionId,
+        wrappedKeyDigest: wrappedKeyDigest(fresh.wrappedKey),
+        instructionFile: file && { key: file.key, etag: file.etag, versionId: file.versionId },
+        at: started,
+      };
+      /* Precondition: the intent is durable before the write can land (design.md, the record). */
+      await onIntent?.(intent);
       const body = await this.readBody(snapshot);
       const cipher = this.deps.pool.reencrypt(body, {
         decrypt: decryptSpecFor(envelope, oldKey),
         encrypt: encryptSpecFor(newEnvelope, newKey),
       });
       const written = await this.upload(object, newEnvelope, cipher, tagging, journal);
-      const stale = await this.dropStaleInstructionFile(object);
+      const stale = file ? await this.dropStaleInstructionFile(snapshot.bucket, file) : { note: 'rotated' };
       const outcome = rotated(ref, 'rekey', {
         ...facts,
         newFormat: version,
@@ -124,6 +164,9 @@ export class Rekeyer {
       const replacement = replacementOf(object, written, stale.markerVersionId);
       return settledOutcome(outcome, await this.replaced.settle(replacement), replacement.replaced);
     } catch (err) {
+      // A write that failed to answer may have landed all the same (a lost answer, a retried completion).
+      const landed = intent && (await this.recover(intent));
+      if (landed) return landed;
       return await settleLostWrite(this.deps, this.target, fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started }));
     } finally {
       for (const key of keys) key.destroy();
@@ -159,17 +202,24 @@ export class Rekeyer {
    * the old wrapped key. The object is rotated either way; a file that cannot go is said in the message.
    * In a versioned bucket the delete puts a marker on top of the file's last version, which stays.
    */
-  private async dropStaleInstructionFile(object: EncryptedObject): Promise<{ note: string; markerVersionId?: string | undefined }> {
-    const file = object.instructionFile;
-    if (file === undefined) return { note: 'rotated' };
+  private async dropStaleInstructionFile(bucket: string, file: { key: string; etag: string }): Promise<StaleFile> {
     try {
       // Conditional: a file another writer replaced meanwhile is theirs and stays.
-      const out = await this.deps.s3.send(new DeleteObjectCommand({ Bucket: object.snapshot.bucket, Key: file.key, IfMatch: file.etag }));
-      return { note: 'rotated; the envelope moved from the instruction file into object metadata', markerVersionId: out.DeleteMarker ? out.VersionId : undefined };
+      const out = await deleteIfUnchanged(this.deps.s3, { bucket, key: file.key, etag: file.etag });
+      return { note: 'rotated; the envelope moved from the instruction file into object metadata', markerVersionId: out.deleteMarkerVersionId };
     } catch (err) {
-      return { note: `rotated; the old instruction file stays: ${s3Failure(err, `DELETE s3://${object.snapshot.bucket}/${file.key}`).message}` };
+      const failure = s3Failure(err, `DELETE s3://${bucket}/${file.key}`);
+      // Gone already: dropped by the writer whose intent this recovery completes.
+      if (failure.reason === 'gone') return { note: 'rotated; the envelope moved from the instruction file into object metadata' };
+      return { note: `rotated; the old instruction file stays: ${failure.message}` };
     }
   }
+}
+
+/** What became of the instruction file a rekey moved into metadata: a note, and its delete marker. */
+interface StaleFile {
+  readonly note: string;
+  readonly markerVersionId?: string | undefined;
 }
 
 /**

@@ -4,8 +4,11 @@ import { rewrapEncryptionContexts, withRewrappedKey, type RewrapContexts } from 
 import type { KmsBatcher, RewrapResult } from '../kms/batcher.js';
 import type { WriteResult } from '../s3/conditional-writes.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
+import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
+import { wrappedKeyDigest, type IntentSink, type WriteIntent } from './intent.js';
 import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeSink } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
+import { landedWrite, recoveredOutcome, replacementBase, writtenBy } from './recover.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
 import { modifiedSinceCutoff, notDue, type RotationTarget } from './target.js';
@@ -47,13 +50,13 @@ export class Rewrapper {
     this.replaced = new ReplacedVersions(deps, target);
   }
 
-  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink): Promise<ObjectOutcome[]> {
+  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink, onIntent?: IntentSink): Promise<ObjectOutcome[]> {
     const limit = pLimit(this.deps.s3Concurrency ?? 16);
     // Objects are pipelined rather than run in batch-wide phases (all HEADs, then KMS, then all
     // writes): an S3 slot is held per request, so one object's KMS wait leaves it to another object.
     const settledAll = await Promise.allSettled(
       refs.map(async (ref) => {
-        const outcome = await this.settle(await this.rotateOne(ref, limit, journal), limit);
+        const outcome = await this.settle(await this.rotateOne(ref, limit, journal, onIntent), limit);
         await onOutcome?.(outcome);
         return outcome;
       }),
@@ -65,6 +68,21 @@ export class Rewrapper {
     return settledAll.map((s) => (s as PromiseFulfilledResult<ObjectOutcome>).value);
   }
 
+  /** The outcome of a write intent left by a worker that stopped; undefined when its write did not land. */
+  async recover(intent: WriteIntent): Promise<ObjectOutcome | undefined> {
+    const landed = await this.recoverWrite(intent);
+    return landed && this.settle(landed, pLimit(1));
+  }
+
+  private async recoverWrite(intent: WriteIntent): Promise<Finished | undefined> {
+    const object = await landedWrite(this.deps.s3, intent);
+    if (!object) return undefined;
+    const written = writtenBy(intent, object);
+    const base = replacementBase(intent, object, written);
+    const replaced = replacedBy(base.written.key, intent.replacedVersionId, written.versionId);
+    return { outcome: recoveredOutcome(intent, written, { bytesWritten: 0 }, ''), replacement: { ...base, replaced } };
+  }
+
   /** The outcome with its replaced versions kept or, verified, purged. */
   private async settle(finished: Finished, limit: LimitFunction): Promise<ObjectOutcome> {
     const { outcome, replacement } = finished;
@@ -72,10 +90,17 @@ export class Rewrapper {
     return settledOutcome(outcome, await limit(() => this.replaced.settle(replacement)), replacement.replaced);
   }
 
-  private async rotateOne(ref: ObjectRef, limit: LimitFunction, journal: UploadJournal): Promise<Finished> {
+  private async rotateOne(ref: ObjectRef, limit: LimitFunction, journal: UploadJournal, onIntent: IntentSink | undefined): Promise<Finished> {
     const started = Date.now();
     let prepared: Prepared;
     try {
+      if (isInstructionFileName(ref.key)) {
+        const entry = await limit(() => inspectInstructionEntry(this.deps.s3, ref));
+        if (entry.kind !== 'data') {
+          const outcome = await limit(() => settleInstructionEntry(this.deps.s3, ref, 'rewrap', entry, this.target.removeOrphanInstructionFiles));
+          return { outcome: { ...outcome, durationMs: Date.now() - started } };
+        }
+      }
       const object = await limit(() => readEncryptedObject(this.deps.s3, ref));
       const recent = modifiedSinceCutoff(this.target, object.snapshot.lastModified);
       // An age cut-off is told by the date alone: no KMS call for an object rotated since.
@@ -94,10 +119,10 @@ export class Rewrapper {
       ],
       this.target.targetKeyArn,
     );
-    return limit(() => this.finish(prepared, result!, journal));
+    return limit(() => this.finish(prepared, result!, journal, onIntent));
   }
 
-  private async finish(p: Prepared, result: RewrapResult, journal: UploadJournal): Promise<Finished> {
+  private async finish(p: Prepared, result: RewrapResult, journal: UploadJournal, onIntent: IntentSink | undefined): Promise<Finished> {
     const { snapshot, envelope } = p.object;
     const facts = {
       format: envelope.version,
@@ -115,8 +140,21 @@ export class Rewrapper {
     }
     // The ReEncrypt told the version's key; its new ciphertext is dropped, as S3 cannot store it there.
     if (!p.object.current) return { outcome: noncurrentVersion(p.ref, 'rewrap', result.sourceKeyId, keyFacts) };
+    const file = p.object.instructionFile;
+    const inFile = envelope.location === 'instruction-file' && file !== undefined;
+    const intent: WriteIntent = {
+      ref: p.ref,
+      mode: 'rewrap',
+      facts: { ...keyFacts, newFormat: envelope.version, newKeyId: result.keyId },
+      location: inFile ? 'instruction-file' : 'object',
+      replacedVersionId: inFile ? file.versionId : snapshot.versionId,
+      wrappedKeyDigest: wrappedKeyDigest(result.ciphertext),
+      at: p.started,
+    };
     try {
       const rewrapped = withRewrappedKey(envelope, { encryptedDataKey: result.ciphertext, encryptionContext: p.contexts.destination });
+      /* Precondition: the intent is durable before the write can land (design.md, the record). */
+      await onIntent?.(intent);
       const written = await writeRewrappedEnvelope(this.deps.s3, p.object, rewrapped, journal);
       const outcome = rotated(p.ref, 'rewrap', {
         ...keyFacts,
@@ -128,6 +166,9 @@ export class Rewrapper {
       });
       return { outcome, replacement: replacementOf(p.object, written) };
     } catch (err) {
+      // A write that failed to answer may have landed all the same (a lost answer, a retried copy).
+      const landed = await this.recoverWrite(intent);
+      if (landed) return landed;
       return { outcome: await settleLostWrite(this.deps, this.target, fromError(p.ref, 'rewrap', err, { ...keyFacts, durationMs: Date.now() - p.started })) };
     }
   }

@@ -10,6 +10,8 @@ export interface RotationTarget {
   readonly targetFormat: TargetFormat;
   /** Delete the exact version a rotation replaced in a versioned bucket, once the new one is verified. */
   readonly purgeReplacedVersions: boolean;
+  /** Delete instruction files no object reads any more (re-checked, conditional on their ETag). */
+  readonly removeOrphanInstructionFiles: boolean;
   /**
    * An age cut-off (epoch ms; a scheduled run or --min-age). An object last modified at or before it
    * is due even when already under the target key: its data key (rekey) or its wrapping (rewrap) is
@@ -27,6 +29,7 @@ export function rotationTarget(options: {
   targetFormat: TargetFormat;
   sourceKeyArns: readonly string[];
   purgeReplacedVersions?: boolean | undefined;
+  removeOrphanInstructionFiles?: boolean | undefined;
   modifiedBefore?: number | undefined;
 }): RotationTarget {
   const sources = new Set(options.sourceKeyArns);
@@ -36,6 +39,7 @@ export function rotationTarget(options: {
     targetKeyArn: options.targetKeyArn,
     targetFormat: options.targetFormat,
     purgeReplacedVersions: options.purgeReplacedVersions === true,
+    removeOrphanInstructionFiles: options.removeOrphanInstructionFiles === true,
     modifiedBefore: options.modifiedBefore,
     acceptsSource: (keyArn) => sources.size === 0 || sources.has(keyArn),
   };

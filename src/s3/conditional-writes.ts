@@ -3,6 +3,7 @@ import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   ListMultipartUploadsCommand,
   ListPartsCommand,
   PutObjectCommand,
@@ -224,5 +225,15 @@ export async function putSmallObject(s3: S3Client, input: PutSmallObjectInput): 
     return { etag: out.ETag, versionId: out.VersionId };
   } catch (err) {
     throw s3Failure(err, `conditional PUT s3://${input.bucket}/${input.key}`);
+  }
+}
+
+/** Deletes an object only while it still has the ETag read: another writer's newer object stays. */
+export async function deleteIfUnchanged(s3: S3Client, at: { bucket: string; key: string; etag: string }): Promise<{ deleteMarkerVersionId: string | undefined }> {
+  try {
+    const out = await s3.send(new DeleteObjectCommand({ Bucket: at.bucket, Key: at.key, IfMatch: at.etag }));
+    return { deleteMarkerVersionId: out.DeleteMarker ? out.VersionId : undefined };
+  } catch (err) {
+    throw s3Failure(err, `conditional DELETE s3://${at.bucket}/${at.key}`);
   }
 }

@@ -127,6 +127,7 @@ describe('a plan interrupted mid-way resumes and plans every object exactly once
       sources: [{ kind: 'manifest', uri: manifest }],
       kmsRequestsPerSecond: 100,
       batchSize: 100,
+      reportTo: '/tmp/rekey-test-reports',
     });
     const queues = [makeQueue(stack.config), makeQueue(stack.config)];
     try {

@@ -111,7 +111,7 @@ describe('other writers overwrite and delete objects during a campaign', () => {
         // A writer that replaces an object and its instruction file in two steps can be caught between
         // them; rekey then sees an incomplete object, fails it and writes nothing. Only such objects
         // may fail, and a retry once the writer is done settles them.
-        const caughtBetween = (await outcomesOf(store, id)).filter((o) => o.outcome === 'failed');
+        const caughtBetween = (await outcomesOf(store, id, stack.s3)).filter((o) => o.outcome === 'failed');
         for (const o of caughtBetween) {
           const touched = writer.writes.has(o.ref.key) && seeded.find((s) => s.key === o.ref.key)!.instructionFile;
           assert.ok(touched && ['missing-instruction-file', 'tag-mismatch'].includes(o.reason!), `${o.ref.key}: ${o.reason} ${o.message}`);
@@ -121,7 +121,7 @@ describe('other writers overwrite and delete objects during a campaign', () => {
           await waitForCampaign(store, id, { timeoutMs: 5 * 60_000 });
         }
 
-        const outcomes = await assertOneOutcomeEach(store, id, bucket, keys);
+        const outcomes = await assertOneOutcomeEach(store, id, stack.s3, bucket, keys);
         const contested = new Map<string, number>();
         for (const key of keys) {
           const outcome = outcomes.get(key)!;

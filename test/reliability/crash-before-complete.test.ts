@@ -138,7 +138,7 @@ async function withDoomedWorker(spec: DoomedSpec, body: (run: DoomedRun) => Prom
     const finish = async (keys: readonly string[]) => {
       fleet.start();
       const final = await waitForCampaign(store, id, { timeoutMs: 120_000 });
-      return { final, outcomes: await assertOneOutcomeEach(store, id, bucket, keys) };
+      return { final, outcomes: await assertOneOutcomeEach(store, id, stack.s3, bucket, keys) };
     };
     await body({ id, proxy, fleet, doomed, finish });
   } finally {

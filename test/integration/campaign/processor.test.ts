@@ -1,15 +1,22 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeS3Client } from '../../../src/config/clients.js';
 import { processBatch } from '../../../src/campaign/processor.js';
 import { makeQueue, type BatchJob } from '../../../src/campaign/queue.js';
 import type { CampaignSpec } from '../../../src/campaign/spec.js';
-import { CampaignStore } from '../../../src/campaign/store.js';
+import { openReportStore, type ReportStore } from '../../../src/campaign/report-store.js';
+import type { ObjectOutcome } from '../../../src/rotate/outcome.js';
+import { CampaignStore, objectId, type BatchInFlight } from '../../../src/campaign/store.js';
 import { CipherPool } from '../../../src/crypto/pool.js';
 import { KmsBatcher } from '../../../src/kms/batcher.js';
 import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
 import { Rekeyer } from '../../../src/rotate/rekey.js';
+import { Rewrapper } from '../../../src/rotate/rewrap.js';
+import { noJournal } from '../../../src/s3/upload-journal.js';
 import { rotationTarget } from '../../../src/rotate/target.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../../helpers/stack.js';
 import { putSealed, seal } from '../../reliability/support/sealed.js';
@@ -17,6 +24,7 @@ import { s3KeyOf, s3Operation } from '../../reliability/support/s3-ops.js';
 import { FaultProxy } from '../kms/fault-proxy.js';
 
 const OBJECTS = ['a', 'b', 'c', 'slow'];
+const reportDir = mkdtempSync(join(tmpdir(), 'rekey-reports-'));
 
 /**
  * A worker killed mid-batch must not take the facts of the objects it already finished with it: each
@@ -56,6 +64,7 @@ describe('processBatch records each outcome as its object settles', () => {
       sources: [{ kind: 'listing', bucket, prefix: '' }],
       kmsRequestsPerSecond: 1000,
       batchSize: OBJECTS.length,
+      reportTo: reportDir,
     };
     const id = await store.create(spec);
     assert.equal(await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: OBJECTS.length }), 'advanced');
@@ -73,29 +82,88 @@ describe('processBatch records each outcome as its object settles', () => {
     const job: BatchJob = { c: id, b: bucket, k: OBJECTS };
 
     try {
-      const batch = processBatch({ s3: proxied, store, queue, rotatorFor: () => rekeyer }, job);
+      const reports = openReportStore(stack.s3, reportDir, id);
+      const batch = processBatch({ s3: proxied, store, queue, rotatorFor: () => rekeyer, reportsFor: () => reports }, job, 'batch-1');
       const held = await proxy.nextHeld(30_000);
-      const recordedWhileHeld = await Promise.all(OBJECTS.map((key) => waitForOutcome(store, id, { bucket, key }, key !== 'slow')));
-      assert.deepEqual(recordedWhileHeld, [true, true, true, false], 'finished objects are recorded before the batch ends');
-      const mid = await store.status(id);
-      assert.deepEqual([mid.done, mid.rotated, mid.state], [3, 3, 'running']);
+      const flight = store.inFlight(id, 'batch-1');
+      const recordedWhileHeld = await Promise.all(OBJECTS.map((key) => waitForOutcome(flight, { bucket, key }, key !== 'slow')));
+      assert.deepEqual(recordedWhileHeld, [true, true, true, false], 'finished objects are kept before the batch ends');
+      const intents = (await flight.load()).intents;
+      assert.equal(intents.size, OBJECTS.length, 'every write had its intent stored first');
 
       proxy.release(held, 'forward');
       assert.deepEqual(await batch, { kind: 'done', recorded: OBJECTS.length, retried: 0 });
       const end = await store.status(id);
-      assert.deepEqual([end.done, end.rotated, end.state], [OBJECTS.length, OBJECTS.length, 'done']);
+      assert.deepEqual([end.done, end.rotated, end.state], [OBJECTS.length, OBJECTS.length, 'verifying']);
+      const rows = await rowsOf(reports);
+      assert.deepEqual(rows.map((r) => [r.ref.key, r.outcome, r.oldKeyId]), OBJECTS.map((k) => [k, 'rotated', oldKey.arn]));
+      assert.equal((await flight.load()).intents.size, 0, 'intents go once the rows are durable');
     } finally {
       proxied.destroy();
       await queue.close();
     }
   });
+
+  for (const mode of ['rekey', 'rewrap'] as const) {
+    test(`${mode}: a worker stopped between an object's write and its outcome leaves an intent; the batch taken over records it rotated from the old key`, async () => {
+      const bucket = await freshBucket(stack.s3);
+      const keys = ['x', 'y'];
+      for (const key of keys) {
+        await putSealed(stack.s3, bucket, key, await seal(stack.kms, randomBytes(3000), { kmsKeyId: oldKey.keyId, format: 'v2', instructionFile: key === 'y' }));
+      }
+      const store = new CampaignStore(stack.redis, stack.config.redisPrefix);
+      const spec: CampaignSpec = {
+        name: 'crash record', mode, targetKey: newKey.keyId, targetKeyArn: newKey.arn, sourceKeyArns: [], targetFormat: 'same',
+        priority: 'incident', sources: [{ kind: 'listing', bucket, prefix: '' }], kmsRequestsPerSecond: 1000, batchSize: 10, reportTo: reportDir,
+      };
+      const id = await store.create(spec);
+      await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: keys.length });
+      await store.completePlan(id);
+      const kms = new KmsBatcher({ kms: stack.kms, limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: id, ratePerSecond: 1000 }) });
+      const target = rotationTarget({ mode, targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat: 'same', sourceKeyArns: [] });
+      const rotator = mode === 'rekey' ? new Rekeyer({ s3: stack.s3, kms, pool }, target) : new Rewrapper({ s3: stack.s3, kms }, target);
+      const flight = store.inFlight(id, 'crashed');
+      const refs = keys.map((key) => ({ bucket, key }));
+      // The first worker: its writes land and their intents are stored, then it dies before any outcome is kept.
+      for (const ref of refs) {
+        await assert.rejects(rotator.rotate([ref], noJournal, async () => { throw new Error('SIGKILL'); }, (intent) => flight.intend(intent)));
+      }
+      assert.equal((await flight.load()).intents.size, keys.length);
+
+      const queue = makeQueue(stack.config);
+      const reports = openReportStore(stack.s3, reportDir, id);
+      try {
+        const result = await processBatch({ s3: stack.s3, store, queue, rotatorFor: () => rotator, reportsFor: () => reports }, { c: id, b: bucket, k: keys }, 'crashed');
+        assert.deepEqual(result, { kind: 'done', recorded: keys.length, retried: 0 });
+      } finally {
+        await queue.close();
+      }
+      const rows = await rowsOf(reports);
+      for (const row of rows) {
+        assert.equal(row.outcome, 'rotated', `${row.ref.key}: ${row.reason} ${row.message}`);
+        assert.equal(row.oldKeyId, oldKey.arn, 'the row names the key it moved from');
+        assert.equal(row.newKeyId, newKey.arn);
+        assert.ok(row.newEtag, 'the row carries the new ETag');
+        assert.match(row.message, /write intent/);
+      }
+      assert.deepEqual(rows.map((r) => r.ref.key).sort(), keys);
+      const status = await store.status(id);
+      assert.deepEqual([status.rotated, status.byReason['skipped:already-rotated'] ?? 0], [keys.length, 0]);
+    });
+  }
 });
 
+async function rowsOf(reports: ReportStore): Promise<ObjectOutcome[]> {
+  const rows: ObjectOutcome[] = [];
+  for await (const batch of reports.batches()) rows.push(...batch.rows);
+  return rows;
+}
+
 /** Polls briefly for an outcome the test expects; one it does not expect gets a short look only. */
-async function waitForOutcome(store: CampaignStore, id: string, ref: { bucket: string; key: string }, expected: boolean): Promise<boolean> {
+async function waitForOutcome(flight: BatchInFlight, ref: { bucket: string; key: string }, expected: boolean): Promise<boolean> {
   const deadline = Date.now() + (expected ? 20_000 : 500);
   for (;;) {
-    if (await store.hasOutcome(id, ref)) return true;
+    if ((await flight.load()).rows.has(objectId(ref))) return true;
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -21,6 +21,7 @@ function spec(sources: CampaignSpec['sources'], overrides: Partial<CampaignSpec>
     sources,
     kmsRequestsPerSecond: 100,
     batchSize: 100,
+    reportTo: '/tmp/rekey-test-reports',
     ...overrides,
   };
 }
@@ -34,47 +35,69 @@ describe('campaign store and planner', () => {
   });
   after(() => stack.close());
 
-  test('each object counts once, by outcome and reason, and the campaign finishes when all are in', async () => {
+  test('a batch counts once, by outcome and reason; the campaign then awaits its closing verification', async () => {
     const id = await store.create(spec([]));
     const a = { bucket: 'b', key: 'a' };
     const b = { bucket: 'b', key: 'b' };
     assert.equal(await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: 2 }), 'advanced');
     await store.completePlan(id);
     assert.equal((await store.status(id)).state, 'running');
-    assert.equal(await store.record(id, rotated(a, 'rewrap', { bytesRead: 10, bytesWritten: 10 })), true);
-    assert.equal(await store.record(id, rotated(a, 'rewrap', { bytesRead: 10, bytesWritten: 10 })), false, 'a second outcome for a is ignored');
-    assert.equal(await store.record(id, notRotated(b, 'rewrap', 'tag-mismatch', 'bad tag')), true);
+    const flight = store.inFlight(id, 'batch-1');
+    const rowA = rotated(a, 'rewrap', { bytesRead: 10, bytesWritten: 10, oldKeyId: 'arn:old', newKeyId: 'arn:new' });
+    assert.equal(await flight.settle(rowA), true);
+    assert.equal(await flight.settle(rowA), false, 'a second outcome for a in the batch is ignored');
+    assert.equal(await flight.settle(notRotated(b, 'rewrap', 'tag-mismatch', 'bad tag')), true);
+    const { rows } = await flight.load();
+    assert.equal(await store.recordBatch(id, 'batch-1', [...rows.values()]), 'verify', 'the last batch settles the campaign');
+    assert.equal(await store.recordBatch(id, 'batch-1', [...rows.values()]), 'duplicate', 'a batch recorded again counts nothing');
+    assert.equal((await flight.load()).rows.size, 0, 'the in-flight rows are gone once recorded');
     const status = await store.status(id);
-    assert.equal(status.state, 'done');
+    assert.equal(status.state, 'verifying');
+    assert.equal(status.finishedAt, undefined, 'not finished before its verification');
     assert.deepEqual(
       { planned: status.planned, done: status.done, rotated: status.rotated, failed: status.failed, bytesRead: status.bytesRead },
       { planned: 2, done: 2, rotated: 1, failed: 1, bytesRead: 10 },
     );
     assert.deepEqual(status.byReason, { 'failed:tag-mismatch': 1 });
-    const all = [];
-    for await (const o of store.outcomes(id)) all.push(o);
-    assert.deepEqual(all.map((o) => [o.ref.key, o.outcome]), [['a', 'rotated'], ['b', 'failed']]);
+    assert.deepEqual(await store.sourceKeys(id), ['arn:old']);
 
-    assert.deepEqual(await store.forgetFailed(id), [b]);
+    const failed = [...rows.values()].filter((r) => r.outcome === 'failed');
+    assert.equal(await store.forgetFailures(id, 'retry-1', failed), true);
+    assert.equal(await store.forgetFailures(id, 'retry-1', failed), false, 'forgotten once');
     const after = await store.status(id);
     assert.equal(after.state, 'running');
     assert.equal(after.done, 1);
     assert.equal(after.byReason['failed:tag-mismatch'], 0);
-    assert.equal(await store.hasOutcome(id, b), false);
+
+    assert.equal(await store.recordBatch(id, 'batch-2', [rotated(b, 'rewrap', {})]), 'verify');
+    const verification = { at: 1, sourceKeys: 'any-but-target' as const, scanned: 2, remaining: 1, unreadable: 0, byKind: { object: 1, 'noncurrent-version': 0, 'instruction-file': 0, 'orphan-instruction-file': 0, unreadable: 0 }, byKey: { 'arn:old': { object: 1 } }, kmsProbes: 1 };
+    assert.equal(await store.recordVerification(id, verification), 'done-with-remainder');
+    const end = await store.status(id);
+    assert.equal(end.state, 'done-with-remainder');
+    assert.deepEqual(end.verification, verification);
+    assert.ok(end.finishedAt !== undefined);
   });
 
-  test('concurrent records of the same objects count each object exactly once', async () => {
+  test('a campaign that skips its verification is done when its last batch is recorded', async () => {
+    const id = await store.create(spec([], { skipVerification: true }));
+    await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: 1 });
+    await store.completePlan(id);
+    assert.equal(await store.recordBatch(id, 'only', [rotated({ bucket: 'b', key: 'k' }, 'rewrap', {})]), 'recorded');
+    const status = await store.status(id);
+    assert.equal(status.state, 'done');
+    assert.ok(status.finishedAt !== undefined);
+  });
+
+  test('concurrent records of the same batches count each batch exactly once', async () => {
     const id = await store.create(spec([]));
-    const refs = Array.from({ length: 200 }, (_, i) => ({ bucket: 'b', key: `k${i}` }));
+    const batches = Array.from({ length: 50 }, (_, i) => ({ id: `b${i}`, rows: Array.from({ length: 4 }, (_, j) => rotated({ bucket: 'b', key: `k${i}-${j}` }, 'rewrap', {})) }));
     const limit = pLimit(32);
-    const results = await Promise.all(
-      [...refs, ...refs, ...refs].map((ref) => limit(() => store.record(id, rotated(ref, 'rewrap', {})))),
-    );
-    assert.equal(results.filter(Boolean).length, 200);
+    const results = await Promise.all([...batches, ...batches, ...batches].map((batch) => limit(() => store.recordBatch(id, batch.id, batch.rows))));
+    assert.equal(results.filter((r) => r !== 'duplicate').length, 50);
     assert.equal((await store.status(id)).done, 200);
   });
 
-  test('a listing is planned into batches of keys, instruction files left out, and a second plan adds nothing', async () => {
+  test('a listing is planned into batches of keys, every entry whatever its name, and a second plan adds nothing', async () => {
     const bucket = await freshBucket(stack.s3);
     const limit = pLimit(16);
     await Promise.all(
@@ -92,25 +115,27 @@ describe('campaign store and planner', () => {
       const id = await store.create(spec([{ kind: 'listing', bucket, prefix: 'p/' }]));
       await planCampaign({ s3: stack.s3, store, queue }, id);
       const status = await store.status(id);
-      assert.equal(status.planned, 1234);
+      // Entries named .instruction are planned too: the worker tells an instruction file by its body.
+      assert.equal(status.planned, 1239);
       assert.equal(status.planComplete, true);
       const jobs = await queue.getJobs(['prioritized', 'waiting']);
       const mine = jobs.filter((j) => (j.data as BatchJob).c === id);
       assert.equal(mine.length, 13);
       const keys = mine.flatMap((j) => refsOf(j.data as BatchJob).map((r) => r.key));
-      assert.equal(new Set(keys).size, 1234);
-      assert.ok(keys.every((k) => k.startsWith('p/') && !k.endsWith('.instruction')));
+      assert.equal(new Set(keys).size, 1239);
+      assert.ok(keys.every((k) => k.startsWith('p/')));
+      assert.equal(keys.filter((k) => k.endsWith('.instruction')).length, 5);
       assert.ok(mine.every((j) => !JSON.stringify(j.data).includes('Plaintext')));
 
       await planCampaign({ s3: stack.s3, store, queue }, id);
-      assert.equal((await store.status(id)).planned, 1234, 'a finished plan is not planned again');
+      assert.equal((await store.status(id)).planned, 1239, 'a finished plan is not planned again');
 
       const estimate = await estimatePlan(stack.s3, spec([{ kind: 'listing', bucket, prefix: '' }]), {
         bytesPerSecond: 1e8,
         objectsPerSecond: 100,
       });
-      assert.deepEqual({ objects: estimate.objects, bytes: estimate.bytes, kmsCalls: estimate.kmsCalls }, { objects: 1235, bytes: 1235, kmsCalls: 1235 });
-      assert.ok(Math.abs(estimate.seconds - 12.35) < 1e-9);
+      assert.deepEqual({ objects: estimate.objects, bytes: estimate.bytes, kmsCalls: estimate.kmsCalls }, { objects: 1240, bytes: 1245, kmsCalls: 1240 });
+      assert.ok(Math.abs(estimate.seconds - 12.4) < 1e-9);
     } finally {
       await queue.obliterate({ force: true });
       await queue.close();
@@ -125,13 +150,14 @@ describe('campaign store and planner', () => {
     try {
       const id = await store.create(spec([{ kind: 'manifest', uri: `s3://${bucket}/manifest.csv` }]));
       await planCampaign({ s3: stack.s3, store, queue }, id);
-      assert.equal((await store.status(id)).planned, 2);
+      assert.equal((await store.status(id)).planned, 3);
       const jobs = (await queue.getJobs(['prioritized', 'waiting'])).filter((j) => (j.data as BatchJob).c === id);
       assert.deepEqual(
         jobs.flatMap((j) => refsOf(j.data as BatchJob)),
         [
           { bucket, key: 'a b.txt' },
           { bucket, key: 'dir/c+d', versionId: 'v123' },
+          { bucket, key: 'x.instruction' },
         ],
       );
     } finally {

@@ -4,7 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import type { CampaignStatus } from '../../../src/campaign/spec.js';
-import { CampaignStore, objectId } from '../../../src/campaign/store.js';
+import { CampaignStore } from '../../../src/campaign/store.js';
+import { openReportStore, outcomesIn } from '../../../src/campaign/report-store.js';
 import type { Config } from '../../../src/config/config.js';
 import type { ObjectOutcome } from '../../../src/rotate/outcome.js';
 import { seedObjects, type SeededObject, type SeedPlan } from '../../../scripts/seed/seed.js';
@@ -86,21 +87,31 @@ export async function waitForCampaign(
   }
 }
 
-export async function outcomesOf(store: CampaignStore, id: string): Promise<ObjectOutcome[]> {
+/** Every row of a campaign, read from its report store as `rekey report` does. */
+export async function outcomesOf(store: CampaignStore, id: string, s3: S3Client): Promise<ObjectOutcome[]> {
   const all: ObjectOutcome[] = [];
-  for await (const outcome of store.outcomes(id)) all.push(outcome);
+  for await (const outcome of outcomesIn(openReportStore(s3, (await store.spec(id)).reportTo, id))) all.push(outcome);
   return all;
 }
 
 /**
- * Exactly one outcome per object: the report has one row for each expected key and no other, the
- * outcome log no duplicate, and the counters agree with both.
+ * Exactly one outcome per object: the report has one row for each expected key and no other, no
+ * duplicate, and the counters agree with it. A listing also plans the instruction files beside the
+ * objects (they move with their object): each has at most one row, never `rotated`.
  */
-export async function assertOneOutcomeEach(store: CampaignStore, id: string, bucket: string, keys: readonly string[]): Promise<Map<string, ObjectOutcome>> {
-  const outcomes = await outcomesOf(store, id);
+export async function assertOneOutcomeEach(store: CampaignStore, id: string, s3: S3Client, bucket: string, keys: readonly string[]): Promise<Map<string, ObjectOutcome>> {
+  const outcomes = await outcomesOf(store, id, s3);
+  const expected = new Set(keys);
   const byKey = new Map<string, ObjectOutcome>();
+  const files = new Set<string>();
   for (const o of outcomes) {
     assert.equal(o.ref.bucket, bucket);
+    if (!expected.has(o.ref.key) && o.ref.key.endsWith('.instruction') && expected.has(o.ref.key.slice(0, -'.instruction'.length))) {
+      assert.ok(!files.has(o.ref.key), `${o.ref.key} has two outcomes`);
+      assert.notEqual(o.outcome, 'rotated', `${o.ref.key} is an instruction file: ${o.message}`);
+      files.add(o.ref.key);
+      continue;
+    }
     assert.ok(!byKey.has(o.ref.key), `${o.ref.key} has two outcomes: ${byKey.get(o.ref.key)?.outcome} and ${o.outcome}`);
     byKey.set(o.ref.key, o);
   }
@@ -108,10 +119,9 @@ export async function assertOneOutcomeEach(store: CampaignStore, id: string, buc
   assert.deepEqual(missing.slice(0, 10), [], `${missing.length} objects have no outcome`);
   assert.equal(byKey.size, keys.length, 'no outcome for an object outside the campaign');
   const status = await store.status(id);
-  assert.equal(status.planned, keys.length);
-  assert.equal(status.done, keys.length);
-  assert.equal(status.rotated + status.skipped + status.failed, keys.length);
-  for (const key of keys) assert.ok(await store.hasOutcome(id, { bucket, key }), objectId({ bucket, key }));
+  assert.equal(status.planned, keys.length + files.size);
+  assert.equal(status.done, keys.length + files.size);
+  assert.equal(status.rotated + status.skipped + status.failed, keys.length + files.size);
   return byKey;
 }
 
@@ -184,7 +194,7 @@ export interface CleanEnd {
  */
 export async function assertEndsClean(stack: TestStack, store: CampaignStore, run: CleanEnd): Promise<CampaignStatus> {
   const final = await waitForCampaign(store, run.id, { timeoutMs: run.timeoutMs });
-  const outcomes = await assertOneOutcomeEach(store, run.id, run.bucket, run.seeded.map((o) => o.key));
+  const outcomes = await assertOneOutcomeEach(store, run.id, stack.s3, run.bucket, run.seeded.map((o) => o.key));
   const odd = [...outcomes.values()].filter((o) => o.outcome !== 'rotated' && o.reason !== 'already-rotated');
   assert.deepEqual(odd.map((o) => `${o.ref.key} ${o.outcome}:${o.reason} ${o.message}`), [], `${run.mode}: ${JSON.stringify(final.byReason)}`);
   assert.deepEqual(await openUploads(stack.s3, run.bucket), [], `${run.mode}: no multipart upload is left open`);
