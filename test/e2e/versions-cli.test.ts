@@ -39,9 +39,10 @@ async function seedHistory(stack: TestStack, kmsKeyId: string, count = OBJECTS):
 }
 
 /** `rekey run --json` prints the planned campaign, then its final status. */
-async function runCampaign(stack: TestStack, args: readonly string[]): Promise<CampaignStatus> {
+/** A campaign run to its end; `remains`: the old versions it leaves under the old key, so `run` exits 3. */
+async function runCampaign(stack: TestStack, args: readonly string[], remains = false): Promise<CampaignStatus> {
   const r = await rekey(stack.config, ['run', ...args, '--no-watch', '--json']);
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, remains ? 3 : 0, r.stderr);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as CampaignStatus;
 }
 
@@ -91,7 +92,11 @@ describe('versioned buckets: the current version rotates, old versions are repor
   test('without --include-versions: current versions rotate, and every old version stays under the old key', async () => {
     const seeded = await seedHistory(stack, oldKey.keyId);
     const final = await runCampaign(stack, ['--bucket', seeded.bucket, '--mode', 'rewrap', '--target-key', newKey.keyId]);
-    assert.deepEqual({ planned: final.planned, rotated: final.rotated, failed: final.failed }, { planned: OBJECTS, rotated: OBJECTS, failed: 0 });
+    // Instruction files are entries of the listing too; they move with their objects.
+    assert.deepEqual(
+      { planned: final.planned, rotated: final.rotated, files: final.byReason['skipped:instruction-file'], failed: final.failed },
+      { planned: OBJECTS + WITH_FILES, rotated: OBJECTS, files: WITH_FILES, failed: 0 },
+    );
 
     const after = await versionsOf(stack, seeded.bucket);
     for (const o of seeded.current) {
@@ -110,16 +115,23 @@ describe('versioned buckets: the current version rotates, old versions are repor
     assert.ok(findings.every((f) => !f.isLatest && f.versionId));
 
     const report = parse((await rekey(stack.config, ['report', final.id])).stdout, { columns: true }) as Record<string, string>[];
-    assert.ok(report.every((r) => /replaced version stays under the old key/.test(r.ResultMessage!) && r.PurgedVersions === ''));
+    assert.ok(report.filter((r) => r.Outcome === 'rotated').every((r) => /replaced version stays under the old key/.test(r.ResultMessage!) && r.PurgedVersions === ''));
   });
 
   test('with --include-versions --purge-replaced-versions: replaced versions go after verification, history is reported and kept', async () => {
     const seeded = await seedHistory(stack, oldKey.keyId);
     const history = new Map([...seeded.versionsBefore].map(([key, versions]) => [key, versions.find((v) => !v.IsLatest)!]));
-    const final = await runCampaign(stack, ['--bucket', seeded.bucket, '--mode', 'rewrap', '--target-key', newKey.keyId, '--include-versions', '--purge-replaced-versions']);
-    assert.equal(final.planned, 2 * OBJECTS, 'current versions and one old version per key; instruction files travel with their objects');
+    const final = await runCampaign(stack, ['--bucket', seeded.bucket, '--mode', 'rewrap', '--target-key', newKey.keyId, '--include-versions', '--purge-replaced-versions'], true);
+    assert.equal(final.planned, 2 * (OBJECTS + WITH_FILES), 'current versions and one old version per key, instruction files included');
     assert.equal(final.rotated, OBJECTS);
-    assert.equal(final.byReason['skipped:noncurrent-version'], OBJECTS);
+    assert.equal(final.byReason['skipped:instruction-file'], WITH_FILES, 'instruction files travel with their objects');
+    assert.equal(final.byReason['skipped:noncurrent-version'], OBJECTS + WITH_FILES);
+    assert.equal(final.state, 'done-with-remainder');
+    assert.deepEqual(
+      { objects: final.verification?.byKind['noncurrent-version'], files: final.verification?.byKind['instruction-file'] },
+      { objects: OBJECTS - WITH_FILES, files: WITH_FILES },
+      'the closing verification names the history left under the old key',
+    );
     assert.equal(final.failed, 0, JSON.stringify(final.byReason));
 
     const after = await versionsOf(stack, seeded.bucket);
@@ -147,7 +159,7 @@ describe('versioned buckets: the current version rotates, old versions are repor
       const replaced = seeded.versionsBefore.get(changed)!.find((v) => v.IsLatest)!;
       assert.equal(r.PurgedVersions, `${changed}?versionId=${replaced.VersionId}`, 'exactly the replaced version was deleted');
     }
-    assert.ok(report.filter((r) => r.Outcome === 'skipped').every((r) => r.Reason === 'noncurrent-version' && r.VersionId !== ''));
+    assert.ok(report.filter((r) => r.Outcome === 'skipped').every((r) => (r.Reason === 'noncurrent-version' && r.VersionId !== '') || (r.Reason === 'instruction-file' && r.VersionId === '')));
 
     const audit = await rekey(stack.config, ['audit', '--bucket', seeded.bucket, '--key', oldKey.keyId, '--include-versions', '--json']);
     assert.equal(audit.code, 3, audit.stderr);
