@@ -1,13 +1,7 @@
 import { FormatError } from '../errors.js';
-import {
-  CEK_ALG_CONTEXT_KEY,
-  GCM,
-  KMS_CMK_ID_CONTEXT_KEY,
-  RESERVED_CONTEXT_KEYS,
-  V3_SUITE,
-  isKmsWrap,
-} from './envelope.js';
+import { CEK_ALG_CONTEXT_KEY, KMS_CMK_ID_CONTEXT_KEY, RESERVED_CONTEXT_KEYS, isKmsWrap } from './envelope.js';
 import type { EncryptionContext, Envelope, KmsWrapAlgorithm } from './envelope.js';
+import { NEW_CONTENT_SUITE } from './suites.js';
 
 export type KmsEnvelope = Envelope & { readonly wrapAlgorithm: KmsWrapAlgorithm };
 
@@ -44,7 +38,7 @@ export function encryptionContextForNewEnvelope(version: 'v2' | 'v3', userContex
   if (reserved.length > 0) {
     throw new FormatError('bad-metadata', `encryption context sets reserved keys (${reserved.join(', ')})`);
   }
-  return { ...userContext, [CEK_ALG_CONTEXT_KEY]: version === 'v2' ? GCM : V3_SUITE };
+  return { ...userContext, [CEK_ALG_CONTEXT_KEY]: NEW_CONTENT_SUITE[version].cipher };
 }
 
 export interface RewrapContexts {

@@ -66,12 +66,6 @@ export interface V3Envelope extends EnvelopeFields {
 
 export type Envelope = LegacyEnvelope | V3Envelope;
 
-export const GCM_IV_LENGTH = 12;
-export const CBC_IV_LENGTH = 16;
-export const V3_MESSAGE_ID_LENGTH = 28;
-export const V3_COMMITMENT_LENGTH = 28;
-export const GCM_TAG_LENGTH_BITS = '128';
-
 export const KMS_WRAPS: ReadonlySet<string> = new Set<KmsWrapAlgorithm>(['kms', 'kms+context']);
 export const RAW_WRAPS: ReadonlySet<string> = new Set<RawWrapAlgorithm>([
   'AES/GCM',

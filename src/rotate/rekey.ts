@@ -2,10 +2,10 @@ import type { Readable } from 'node:stream';
 import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { DataKey } from '../crypto/data-key.js';
+import { buildEnvelope } from '../crypto/new-envelope.js';
 import type { CipherPool, PoolStream } from '../crypto/pool.js';
 import { decryptSpecFor, encryptSpecFor } from '../crypto/specs.js';
 import {
-  buildEnvelope,
   encryptionContextForNewEnvelope,
   kmsEncryptionContext,
   serialiseEnvelope,
