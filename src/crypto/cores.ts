@@ -4,7 +4,7 @@ import { CipherError } from '../errors.js';
 import { GCM } from '../formats/envelope.js';
 import { SUITES } from '../formats/suites.js';
 
-/** GCM tag bytes appended to S3EC bodies (formats.md §1.4). */
+/** GCM tag bytes appended to S3EC bodies (docs/formats.md §1.4). */
 export const GCM_TAG_LENGTH = SUITES[GCM].tagLength;
 /** GCM's limit of 2^39−256 bits of plaintext under one key and IV, in bytes. */
 export const GCM_MAX_PLAINTEXT_LENGTH = SUITES[GCM].maxPlaintextLength;

@@ -26,7 +26,7 @@ export interface NewEnvelopeOptions {
  */
 export function buildEnvelope(options: NewEnvelopeOptions): Envelope {
   const suite = NEW_CONTENT_SUITE[options.version];
-  /* Precondition: the stored context binds the content cipher, as readers check (formats.md §1.5). */
+  /* Precondition: the stored context binds the content cipher, as readers check (docs/formats.md §1.5). */
   if (!bindsContentCipher(options.encryptionContext, suite.cipher)) {
     throw new FormatError('bad-metadata', `encryption context does not bind ${CEK_ALG_CONTEXT_KEY} to ${suite.cipher}`);
   }

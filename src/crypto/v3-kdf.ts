@@ -3,7 +3,7 @@ import { CipherError } from '../errors.js';
 import { V3_SUITE } from '../formats/envelope.js';
 import { SUITES, kdfInfo } from '../formats/suites.js';
 
-/** Suite 0x0073: its id prefixes the HKDF info and forms the content AAD (formats.md §1.7). */
+/** Suite 0x0073: its id prefixes the HKDF info and forms the content AAD (docs/formats.md §1.7). */
 const SUITE = SUITES[V3_SUITE];
 const DERIVE_KEY_INFO = kdfInfo(SUITE, SUITE.kdf.contentKeyLabel);
 const COMMIT_KEY_INFO = kdfInfo(SUITE, SUITE.kdf.commitmentLabel);

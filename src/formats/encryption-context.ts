@@ -14,7 +14,7 @@ export function requireKmsWrap(envelope: Envelope): asserts envelope is KmsEnvel
 
 /**
  * The exact encryption context KMS bound the data key to: for `kms+context` the whole stored map
- * including `aws:x-amz-cek-alg`; for legacy `kms` the whole matdesc including `kms_cmk_id` (formats.md §1.5).
+ * including `aws:x-amz-cek-alg`; for legacy `kms` the whole matdesc including `kms_cmk_id` (docs/formats.md §1.5).
  */
 export function kmsEncryptionContext(envelope: Envelope): EncryptionContext {
   requireKmsWrap(envelope);
@@ -50,7 +50,7 @@ export interface RewrapContexts {
 
 /**
  * Contexts for moving a data key to `destinationKeyId` with ReEncrypt. `kms+context` keeps its context;
- * legacy `kms` names its key inside the context, so `kms_cmk_id` moves with it (formats.md §1.11).
+ * legacy `kms` names its key inside the context, so `kms_cmk_id` moves with it (docs/formats.md §1.11).
  */
 export function rewrapEncryptionContexts(envelope: Envelope, destinationKeyId: string): RewrapContexts {
   const source = kmsEncryptionContext(envelope);

@@ -51,7 +51,7 @@ export function inspectMetadata(objectMetadata: RawMetadata): Inspection {
 
 /**
  * Reads the envelope of an object from its metadata and, when it has one, its instruction file's body
- * (formats.md §1.2). Object metadata wins over an instruction file for V1/V2 and V3 in-object layouts.
+ * (docs/formats.md §1.2). Object metadata wins over an instruction file for V1/V2 and V3 in-object layouts.
  */
 export function parseEnvelope(objectMetadata: RawMetadata, instructionFile?: string | Uint8Array): Envelope {
   const meta = normaliseMetadata(objectMetadata);
@@ -187,7 +187,7 @@ function contexts(
 }
 
 function legacySuite(value: string | undefined): (typeof SUITES)[LegacyContentCipher] {
-  // V1 writers never set x-amz-cek-alg; readers take its absence as CBC (formats.md §1.3).
+  // V1 writers never set x-amz-cek-alg; readers take its absence as CBC (docs/formats.md §1.3).
   if (value === undefined) return SUITES[CBC];
   if (value === GCM || value === CBC) return SUITES[value];
   throw new FormatError('unsupported-algorithm', `unknown content cipher ${quote(value)}`);
@@ -216,7 +216,7 @@ function legacyWrap(value: string | undefined, version: 'v1' | 'v2', edkLength: 
 
 /**
  * A `kms+context` EC binds the content cipher under `aws:x-amz-cek-alg`; Go, Ruby and C++ readers refuse an
- * object where the two disagree, so rekey does too (formats.md §1.5).
+ * object where the two disagree, so rekey does too (docs/formats.md §1.5).
  */
 function checkCekAlgInContext(context: EncryptionContext, cipher: string, field: string): void {
   if (!bindsContentCipher(context, cipher)) {

@@ -21,7 +21,7 @@ const V3_WRAP_CODE_OF = new Map(Object.entries(V3_WRAP_CODES).map(([code, wrap])
 
 /**
  * Writes an envelope back as S3EC content metadata: all of it in object metadata, or in an instruction
- * file (V2: everything; V3: all but c/d/i, which stay on the object, formats.md §1.8).
+ * file (V2: everything; V3: all but c/d/i, which stay on the object, docs/formats.md §1.8).
  */
 export function serialiseEnvelope(envelope: Envelope): SerialisedEnvelope {
   const map = envelope.version === 'v3' ? v3Map(envelope) : v2Map(envelope);

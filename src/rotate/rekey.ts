@@ -83,7 +83,7 @@ export class Rekeyer {
       const oldKey = DataKey.adopt(old.plaintext);
       keys.push(oldKey);
       facts = { ...facts, oldKeyId: old.keyId };
-      /* Precondition: an object already rotated is left as it is (design.md invariant 4). */
+      /* Precondition: an object already rotated is left as it is (docs/design.md §4.4). */
       const done = notDue(this.target, old.keyId, snapshot.lastModified);
       if (done) return notRotated(ref, 'rekey', 'already-rotated', done, { ...facts, durationMs: Date.now() - started });
       if (!this.target.acceptsSource(old.keyId)) {
