@@ -33,7 +33,7 @@ export interface ContentSuite {
   readonly fixedIv?: Uint8Array;
   /** Additional authenticated data of the content cipher. */
   readonly aad?: Uint8Array;
-  /** Tag bytes appended to the ciphertext; 0 when the content is unauthenticated. */
+  /** Tag bytes appended to the ciphertext (V2 records them in bits, `x-amz-tag-len`); 0 when unauthenticated. */
   readonly tagLength: number;
   readonly kdf?: CommittingKdf;
   /** Plaintext bytes one key and IV may cover. */
@@ -44,7 +44,6 @@ export interface ContentSuite {
   readonly metadata: {
     readonly cipher: string;
     readonly iv?: string;
-    readonly tagLength?: string;
     readonly messageId?: string;
     readonly commitment?: string;
   };
@@ -66,7 +65,7 @@ export const SUITES = {
     tagLength: 16,
     maxPlaintextLength: GCM_LIMIT,
     writable: true,
-    metadata: { cipher: MetaKey.cekAlg, iv: MetaKey.iv, tagLength: MetaKey.tagLen },
+    metadata: { cipher: MetaKey.cekAlg, iv: MetaKey.iv },
   },
   [CBC]: {
     id: 0x0070,
