@@ -1,7 +1,7 @@
 /**
  * Memory benchmark: peak RSS of rekeying one large object against one small object, each rekey in a fresh
  * process (bench/memory-child.ts), so each peak belongs to that rekey alone. Memory must not grow with the
- * object (design.md invariant 6). Run: `node --import tsx bench/memory.ts`.
+ * object (docs/design.md §4.6). Run: `node --import tsx bench/memory.ts`.
  * Env: BENCH_ENDPOINT (versitygw; moto keeps every object in its own memory), BENCH_SMALL_MIB (256),
  * BENCH_LARGE_MIB (2048), BENCH_REPEATS (2 fresh processes per size, in alternating order),
  * BENCH_RUNTIME (`compiled`: the child and the cipher threads run as JS compiled by tsc, as the installed

@@ -4,10 +4,10 @@ import { GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { DataKey } from '../../src/crypto/data-key.js';
+import { buildEnvelope } from '../../src/crypto/new-envelope.js';
 import { encryptSpecFor } from '../../src/crypto/specs.js';
 import { createEncryptStream } from '../../src/crypto/streams.js';
 import {
-  buildEnvelope,
   encodeS3MetadataValue,
   encryptionContextForNewEnvelope,
   INSTRUCTION_FILE_MARKER,

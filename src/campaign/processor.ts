@@ -135,7 +135,7 @@ async function finalRows(flight: ReturnType<CampaignStore['inFlight']>, job: Bat
 
 /**
  * Aborts journaled uploads, and those S3 made for an intent whose upload id never arrived, of the given
- * objects or of the whole campaign (design.md invariant 1).
+ * objects or of the whole campaign (docs/design.md §4.1).
  */
 export async function abortLeftovers(s3: S3Client, journal: DurableUploadJournal, refs?: readonly ObjectRef[]): Promise<number> {
   const wanted = refs ? new Set(refs.map((r) => `${r.bucket}/${r.key}`)) : undefined;

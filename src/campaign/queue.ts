@@ -9,7 +9,7 @@ export const QUEUE_NAME = 'rotate';
 
 /**
  * A job is a batch of object keys of one bucket and its campaign id: never key material, never
- * content (design.md, Flow). `a` counts the attempts of the objects it carries.
+ * content (docs/design.md §3). `a` counts the attempts of the objects it carries.
  */
 export interface BatchJob {
   readonly c: string;

@@ -1,11 +1,13 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import type { CipherGCM, Decipher, DecipherGCM } from 'node:crypto';
 import { CipherError } from '../errors.js';
+import { GCM } from '../formats/envelope.js';
+import { SUITES } from '../formats/suites.js';
 
-/** GCM tag bytes appended to S3EC bodies (formats.md §1.4). */
-export const GCM_TAG_LENGTH = 16;
+/** GCM tag bytes appended to S3EC bodies (docs/formats.md §1.4). */
+export const GCM_TAG_LENGTH = SUITES[GCM].tagLength;
 /** GCM's limit of 2^39−256 bits of plaintext under one key and IV, in bytes. */
-export const GCM_MAX_PLAINTEXT_LENGTH = 2 ** 36 - 32;
+export const GCM_MAX_PLAINTEXT_LENGTH = SUITES[GCM].maxPlaintextLength;
 const AES_BLOCK = 16;
 
 /**

@@ -1,6 +1,8 @@
 export { CbcDecryptCore, ChainCore, GCM_MAX_PLAINTEXT_LENGTH, GCM_TAG_LENGTH, GcmDecryptCore, GcmEncryptCore } from './cores.js';
 export type { CipherCore, CoreOptions } from './cores.js';
 export { DataKey } from './data-key.js';
+export { buildEnvelope } from './new-envelope.js';
+export type { NewEnvelopeOptions } from './new-envelope.js';
 export { CIPHER_THREAD_ENTRY, CipherPool } from './pool.js';
 export type { ByteSource, CipherPoolOptions, CipherStats, PoolStream, ReencryptSpec, ThreadUtilisation } from './pool.js';
 export { decryptSpecFor, encryptSpecFor, openDecryptCore, openEncryptCore } from './specs.js';

@@ -1,6 +1,7 @@
 import { CipherError } from '../errors.js';
 import { CBC, GCM, V3_SUITE } from '../formats/envelope.js';
 import type { Envelope } from '../formats/envelope.js';
+import { SUITES } from '../formats/suites.js';
 import { CbcDecryptCore, GcmDecryptCore, GcmEncryptCore } from './cores.js';
 import type { CipherCore, CoreOptions } from './cores.js';
 import type { DataKey } from './data-key.js';
@@ -41,7 +42,7 @@ export function decryptSpecFor(envelope: Envelope, key: DataKey): DecryptSpec {
 export function encryptSpecFor(envelope: Envelope, key: DataKey): EncryptSpec {
   if (envelope.version === 'v3') return { cipher: V3_SUITE, key, messageId: envelope.messageId };
   /* Precondition: new content is always authenticated; CBC is read-only. */
-  if (envelope.contentCipher !== GCM) throw new CipherError('internal', 'CBC content is never written');
+  if (!SUITES[envelope.contentCipher].writable) throw new CipherError('internal', `${envelope.contentCipher} content is never written`);
   return { cipher: GCM, key, iv: envelope.iv };
 }
 

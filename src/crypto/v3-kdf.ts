@@ -1,25 +1,25 @@
 import { hkdfSync, timingSafeEqual } from 'node:crypto';
 import { CipherError } from '../errors.js';
+import { V3_SUITE } from '../formats/envelope.js';
+import { SUITES, kdfInfo } from '../formats/suites.js';
 
-/** Suite 0x0073 as it prefixes the HKDF info and forms the content AAD (formats.md §1.7). */
-const SUITE_ID = Buffer.from([0x00, 0x73]);
-const DERIVE_KEY_INFO = Buffer.concat([SUITE_ID, Buffer.from('DERIVEKEY', 'ascii')]);
-const COMMIT_KEY_INFO = Buffer.concat([SUITE_ID, Buffer.from('COMMITKEY', 'ascii')]);
-const DERIVED_KEY_LENGTH = 32;
-const COMMITMENT_LENGTH = 28;
+/** Suite 0x0073: its id prefixes the HKDF info and forms the content AAD (docs/formats.md §1.7). */
+const SUITE = SUITES[V3_SUITE];
+const DERIVE_KEY_INFO = kdfInfo(SUITE, SUITE.kdf.contentKeyLabel);
+const COMMIT_KEY_INFO = kdfInfo(SUITE, SUITE.kdf.commitmentLabel);
 
 /** V3 content is AES-256-GCM with a fixed IV of twelve 0x01 bytes: each derived key is used once. */
-export const V3_CONTENT_IV = Buffer.alloc(12, 0x01);
-export const V3_CONTENT_AAD = SUITE_ID;
+export const V3_CONTENT_IV = SUITE.fixedIv;
+export const V3_CONTENT_AAD = SUITE.aad;
 
 /** HKDF-SHA512(salt = message id, ikm = data key, info = 0x0073 ‖ "COMMITKEY") → 28 bytes. */
 export function deriveV3Commitment(dataKey: Uint8Array, messageId: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha512', dataKey, messageId, COMMIT_KEY_INFO, COMMITMENT_LENGTH));
+  return Buffer.from(hkdfSync(SUITE.kdf.hash, dataKey, messageId, COMMIT_KEY_INFO, SUITE.kdf.commitmentLength));
 }
 
 /** HKDF-SHA512(salt = message id, ikm = data key, info = 0x0073 ‖ "DERIVEKEY") → the 32-byte content key. */
 export function deriveV3ContentKey(dataKey: Uint8Array, messageId: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha512', dataKey, messageId, DERIVE_KEY_INFO, DERIVED_KEY_LENGTH));
+  return Buffer.from(hkdfSync(SUITE.kdf.hash, dataKey, messageId, DERIVE_KEY_INFO, SUITE.kdf.contentKeyLength));
 }
 
 /**

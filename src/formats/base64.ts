@@ -5,7 +5,7 @@ const URL_SAFE = /^[A-Za-z0-9_-]*$/;
 
 /**
  * Decodes a base64 metadata value in the standard or the URL-safe alphabet (Go v1 wrote URL-safe IVs,
- * formats.md §1.9). Padding may be absent but never wrong. The value itself never enters the error,
+ * docs/formats.md §1.9). Padding may be absent but never wrong. The value itself never enters the error,
  * since an EDK has no business in logs.
  */
 export function decodeBase64Field(value: string, field: string): Buffer {

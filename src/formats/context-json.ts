@@ -3,7 +3,7 @@ import type { EncryptionContext } from './envelope.js';
 
 /**
  * Parses a material description / encryption-context JSON value (`x-amz-matdesc`, `x-amz-t`, `x-amz-m`).
- * Absent or empty means `{}` (formats.md §1.7: Go v4 writes the unused one as an empty string).
+ * Absent or empty means `{}` (docs/formats.md §1.7: Go v4 writes the unused one as an empty string).
  */
 export function parseContextJson(text: string | undefined, field: string): EncryptionContext {
   if (text === undefined || text === '') return {};

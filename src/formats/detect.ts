@@ -3,7 +3,7 @@ import { EXCLUSIVE_KEYS, INSTRUCTION_FILE_MARKER, MetaKey, S3EC_METADATA_KEYS, V
 import type { NormalisedMetadata } from './metadata.js';
 
 /**
- * How an object's own metadata says its envelope is laid out (formats.md §1.2):
+ * How an object's own metadata says its envelope is laid out (docs/formats.md §1.2):
  * - `legacy`: V1/V2, all in object metadata;
  * - `v3`: V3, all in object metadata;
  * - `v3-split`: V3 with c/d/i in object metadata and the rest in the instruction file;
@@ -32,7 +32,7 @@ export function classifyMetadata(meta: NormalisedMetadata): MetadataLayout {
   return 'none';
 }
 
-/** Keys exclusive to different format versions never appear together (formats.md §1.2 step 5). */
+/** Keys exclusive to different format versions never appear together (docs/formats.md §1.2 step 5). */
 export function assertSingleFormat(meta: NormalisedMetadata, where: string): void {
   const present = EXCLUSIVE_KEYS.filter((k) => has(meta, k));
   if (present.length > 1) {

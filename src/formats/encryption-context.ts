@@ -1,13 +1,7 @@
 import { FormatError } from '../errors.js';
-import {
-  CEK_ALG_CONTEXT_KEY,
-  GCM,
-  KMS_CMK_ID_CONTEXT_KEY,
-  RESERVED_CONTEXT_KEYS,
-  V3_SUITE,
-  isKmsWrap,
-} from './envelope.js';
+import { CEK_ALG_CONTEXT_KEY, KMS_CMK_ID_CONTEXT_KEY, RESERVED_CONTEXT_KEYS, isKmsWrap } from './envelope.js';
 import type { EncryptionContext, Envelope, KmsWrapAlgorithm } from './envelope.js';
+import { NEW_CONTENT_SUITE } from './suites.js';
 
 export type KmsEnvelope = Envelope & { readonly wrapAlgorithm: KmsWrapAlgorithm };
 
@@ -20,7 +14,7 @@ export function requireKmsWrap(envelope: Envelope): asserts envelope is KmsEnvel
 
 /**
  * The exact encryption context KMS bound the data key to: for `kms+context` the whole stored map
- * including `aws:x-amz-cek-alg`; for legacy `kms` the whole matdesc including `kms_cmk_id` (formats.md §1.5).
+ * including `aws:x-amz-cek-alg`; for legacy `kms` the whole matdesc including `kms_cmk_id` (docs/formats.md §1.5).
  */
 export function kmsEncryptionContext(envelope: Envelope): EncryptionContext {
   requireKmsWrap(envelope);
@@ -44,7 +38,7 @@ export function encryptionContextForNewEnvelope(version: 'v2' | 'v3', userContex
   if (reserved.length > 0) {
     throw new FormatError('bad-metadata', `encryption context sets reserved keys (${reserved.join(', ')})`);
   }
-  return { ...userContext, [CEK_ALG_CONTEXT_KEY]: version === 'v2' ? GCM : V3_SUITE };
+  return { ...userContext, [CEK_ALG_CONTEXT_KEY]: NEW_CONTENT_SUITE[version].cipher };
 }
 
 export interface RewrapContexts {
@@ -56,7 +50,7 @@ export interface RewrapContexts {
 
 /**
  * Contexts for moving a data key to `destinationKeyId` with ReEncrypt. `kms+context` keeps its context;
- * legacy `kms` names its key inside the context, so `kms_cmk_id` moves with it (formats.md §1.11).
+ * legacy `kms` names its key inside the context, so `kms_cmk_id` moves with it (docs/formats.md §1.11).
  */
 export function rewrapEncryptionContexts(envelope: Envelope, destinationKeyId: string): RewrapContexts {
   const source = kmsEncryptionContext(envelope);

@@ -1,4 +1,4 @@
-/** Where an object's content metadata lives (formats.md §1.1, §1.8). */
+/** Where an object's content metadata lives (docs/formats.md §1.1, §1.8). */
 export type KeyLocation = 'object-metadata' | 'instruction-file';
 
 export type FormatVersion = 'v1' | 'v2' | 'v3';
@@ -15,7 +15,7 @@ export type ContentCipher = LegacyContentCipher | typeof V3_SUITE;
 export type KmsWrapAlgorithm = 'kms' | 'kms+context';
 /**
  * Raw-key wraps, recognised so an object is classified, but not rotatable by rekey. `AES` and `RSA` are
- * what a V1 object without `x-amz-wrap-alg` is taken to use (formats.md §1.3).
+ * what a V1 object without `x-amz-wrap-alg` is taken to use (docs/formats.md §1.3).
  */
 export type RawWrapAlgorithm =
   | 'AES/GCM'
@@ -28,7 +28,7 @@ export type WrapAlgorithm = KmsWrapAlgorithm | RawWrapAlgorithm;
 
 export type EncryptionContext = Readonly<Record<string, string>>;
 
-/** The EC key that binds the content cipher under `kms+context` (formats.md §1.5). */
+/** The EC key that binds the content cipher under `kms+context` (docs/formats.md §1.5). */
 export const CEK_ALG_CONTEXT_KEY = 'aws:x-amz-cek-alg';
 /** The EC key that names the KMS key under the legacy `kms` wrap. */
 export const KMS_CMK_ID_CONTEXT_KEY = 'kms_cmk_id';
@@ -66,12 +66,6 @@ export interface V3Envelope extends EnvelopeFields {
 
 export type Envelope = LegacyEnvelope | V3Envelope;
 
-export const GCM_IV_LENGTH = 12;
-export const CBC_IV_LENGTH = 16;
-export const V3_MESSAGE_ID_LENGTH = 28;
-export const V3_COMMITMENT_LENGTH = 28;
-export const GCM_TAG_LENGTH_BITS = '128';
-
 export const KMS_WRAPS: ReadonlySet<string> = new Set<KmsWrapAlgorithm>(['kms', 'kms+context']);
 export const RAW_WRAPS: ReadonlySet<string> = new Set<RawWrapAlgorithm>([
   'AES/GCM',
@@ -80,7 +74,7 @@ export const RAW_WRAPS: ReadonlySet<string> = new Set<RawWrapAlgorithm>([
   'RSA/ECB/OAEPWithSHA-256AndMGF1Padding',
 ]);
 
-/** `x-amz-w` codes (formats.md §1.7); V3 has no legacy wraps. */
+/** `x-amz-w` codes (docs/formats.md §1.7); V3 has no legacy wraps. */
 export const V3_WRAP_CODES: Readonly<Record<string, WrapAlgorithm>> = {
   '02': 'AES/GCM',
   '12': 'kms+context',

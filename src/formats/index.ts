@@ -1,6 +1,4 @@
 export { decodeBase64Field, encodeBase64 } from './base64.js';
-export { buildEnvelope } from './build.js';
-export type { NewEnvelopeOptions } from './build.js';
 export { contextsEqual, parseContextJson, stringifyContext } from './context-json.js';
 export { classifyMetadata, isInstructionFileObject } from './detect.js';
 export type { MetadataLayout } from './detect.js';
@@ -28,4 +26,6 @@ export type { Inspection, RawMetadata, WrappedKey } from './parse.js';
 export { withRewrappedKey } from './rewrap.js';
 export type { RewrappedKey } from './rewrap.js';
 export { serialiseEnvelope } from './serialise.js';
+export { NEW_CONTENT_SUITE, SUITES } from './suites.js';
+export type { CommittingKdf, ContentSuite } from './suites.js';
 export type { SerialisedEnvelope } from './serialise.js';

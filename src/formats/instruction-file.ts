@@ -7,7 +7,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Parses an instruction-file body into the same key/value map as object metadata. Values may be JSON
- * strings, numbers or null (formats.md §1.8: Go writes `x-amz-tag-len` as a number); null means absent.
+ * strings, numbers or null (docs/formats.md §1.8: Go writes `x-amz-tag-len` as a number); null means absent.
  */
 export function parseInstructionFile(body: string | Uint8Array): Readonly<Record<string, string>> {
   /* Precondition: the body is small enough to be an instruction file at all. */

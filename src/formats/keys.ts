@@ -1,6 +1,6 @@
 /**
  * Content-metadata key names as the S3 Encryption Clients write them, without S3's `x-amz-meta-` prefix
- * (formats.md §1.1, §1.3, §1.4, §1.7).
+ * (docs/formats.md §1.1, §1.3, §1.4, §1.7).
  */
 export const MetaKey = {
   keyV1: 'x-amz-key',
@@ -20,7 +20,7 @@ export const MetaKey = {
   v3MaterialDescription: 'x-amz-m',
 } as const;
 
-/** User metadata that marks an object as an instruction file rather than data (formats.md §1.8). */
+/** User metadata that marks an object as an instruction file rather than data (docs/formats.md §1.8). */
 export const INSTRUCTION_FILE_MARKER = 'x-amz-crypto-instr-file';
 
 export const DEFAULT_INSTRUCTION_FILE_SUFFIX = '.instruction';

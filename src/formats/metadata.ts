@@ -30,7 +30,7 @@ export function normaliseMetadata(raw: Readonly<Record<string, string | undefine
 
 /**
  * Undoes S3's encoding of non-ASCII metadata values: an RFC 2047 `=?UTF-8?B?…?=` word (several words are
- * separated by white space) whose text is itself the UTF-8 bytes read as Latin-1 (formats.md §1.9).
+ * separated by white space) whose text is itself the UTF-8 bytes read as Latin-1 (docs/formats.md §1.9).
  */
 export function decodeS3MetadataValue(value: string, key = 'value'): string {
   const words = value.trim().split(/\s+/);

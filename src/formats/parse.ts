@@ -3,21 +3,7 @@ import { decodeBase64Field } from './base64.js';
 import { parseContextJson } from './context-json.js';
 import { assertNoV3ObjectKeys, assertSingleFormat, classifyMetadata, has } from './detect.js';
 import { bindsContentCipher } from './encryption-context.js';
-import {
-  CBC,
-  CBC_IV_LENGTH,
-  CEK_ALG_CONTEXT_KEY,
-  GCM,
-  GCM_IV_LENGTH,
-  GCM_TAG_LENGTH_BITS,
-  KMS_WRAPS,
-  RAW_WRAPS,
-  V3_COMMITMENT_LENGTH,
-  V3_MESSAGE_ID_LENGTH,
-  V3_SUITE,
-  V3_WRAP_CODES,
-  isKmsWrap,
-} from './envelope.js';
+import { CBC, CEK_ALG_CONTEXT_KEY, GCM, KMS_WRAPS, RAW_WRAPS, V3_SUITE, V3_WRAP_CODES, isKmsWrap } from './envelope.js';
 import type {
   EncryptionContext,
   Envelope,
@@ -32,6 +18,8 @@ import { parseInstructionFile } from './instruction-file.js';
 import { MetaKey, V3_OBJECT_KEYS } from './keys.js';
 import { normaliseMetadata } from './metadata.js';
 import type { NormalisedMetadata } from './metadata.js';
+import { SUITES, tagLengthBits } from './suites.js';
+import type { ContentSuite } from './suites.js';
 
 export type RawMetadata = Readonly<Record<string, string | undefined>>;
 
@@ -63,7 +51,7 @@ export function inspectMetadata(objectMetadata: RawMetadata): Inspection {
 
 /**
  * Reads the envelope of an object from its metadata and, when it has one, its instruction file's body
- * (formats.md §1.2). Object metadata wins over an instruction file for V1/V2 and V3 in-object layouts.
+ * (docs/formats.md §1.2). Object metadata wins over an instruction file for V1/V2 and V3 in-object layouts.
  */
 export function parseEnvelope(objectMetadata: RawMetadata, instructionFile?: string | Uint8Array): Envelope {
   const meta = normaliseMetadata(objectMetadata);
@@ -140,14 +128,14 @@ function parseLegacyInstructionFile(instructionFile: string | Uint8Array | undef
 function parseLegacy(meta: NormalisedMetadata, location: KeyLocation): LegacyEnvelope {
   const version = has(meta, MetaKey.keyV2) ? 'v2' : 'v1';
   const encryptedDataKey = decodeDataKey(required(meta, version === 'v2' ? MetaKey.keyV2 : MetaKey.keyV1));
-  const contentCipher = legacyContentCipher(meta[MetaKey.cekAlg]);
-  const iv = decodeBase64Field(required(meta, MetaKey.iv), MetaKey.iv);
-  const ivLength = contentCipher === GCM ? GCM_IV_LENGTH : CBC_IV_LENGTH;
-  /* Precondition: the IV has the cipher's length (12 bytes GCM, 16 bytes CBC). */
-  if (iv.length !== ivLength) {
-    throw new FormatError('bad-metadata', `${MetaKey.iv} is ${iv.length} bytes, ${contentCipher} needs ${ivLength}`);
+  const suite = legacySuite(meta[MetaKey.cekAlg]);
+  const contentCipher = suite.cipher;
+  const iv = decodeBase64Field(required(meta, suite.metadata.iv), suite.metadata.iv);
+  /* Precondition: the IV has the suite's length (12 bytes GCM, 16 bytes CBC). */
+  if (iv.length !== suite.ivLength) {
+    throw new FormatError('bad-metadata', `${suite.metadata.iv} is ${iv.length} bytes, ${contentCipher} needs ${suite.ivLength}`);
   }
-  checkTagLength(meta[MetaKey.tagLen], contentCipher);
+  checkTagLength(meta[MetaKey.tagLen], suite);
   const wrapAlgorithm = legacyWrap(meta[MetaKey.wrapAlg], version, encryptedDataKey.length);
   const context = parseContextJson(meta[MetaKey.matdesc], MetaKey.matdesc);
   if (wrapAlgorithm === 'kms+context') checkCekAlgInContext(context, contentCipher, MetaKey.matdesc);
@@ -167,6 +155,7 @@ function parseV3(meta: NormalisedMetadata, location: KeyLocation): V3Envelope {
   const cipher = required(meta, MetaKey.v3Cipher);
   /* Precondition: V3 has exactly one content cipher, the committing suite 115. */
   if (cipher !== V3_SUITE) throw new FormatError('unsupported-algorithm', `unknown V3 content cipher ${quote(cipher)}`);
+  const { kdf, metadata } = SUITES[V3_SUITE];
   const wrapCode = required(meta, MetaKey.v3Wrap);
   const wrapAlgorithm = V3_WRAP_CODES[wrapCode];
   if (wrapAlgorithm === undefined) {
@@ -180,8 +169,8 @@ function parseV3(meta: NormalisedMetadata, location: KeyLocation): V3Envelope {
     contentCipher: V3_SUITE,
     wrapAlgorithm,
     encryptedDataKey: decodeDataKey(required(meta, MetaKey.v3Key)),
-    messageId: fixedLength(meta, MetaKey.v3MessageId, V3_MESSAGE_ID_LENGTH),
-    keyCommitment: fixedLength(meta, MetaKey.v3Commitment, V3_COMMITMENT_LENGTH),
+    messageId: fixedLength(meta, metadata.messageId, kdf.messageIdLength),
+    keyCommitment: fixedLength(meta, metadata.commitment, kdf.commitmentLength),
     ...contexts(wrapAlgorithm, encryptionContext, parseContextJson(meta[MetaKey.v3MaterialDescription], MetaKey.v3MaterialDescription)),
     ...unencryptedLength(meta),
   };
@@ -197,19 +186,20 @@ function contexts(
     : { encryptionContext: {}, materialDescription };
 }
 
-function legacyContentCipher(value: string | undefined): LegacyContentCipher {
-  // V1 writers never set x-amz-cek-alg; readers take its absence as CBC (formats.md §1.3).
-  if (value === undefined || value === CBC) return CBC;
-  if (value === GCM) return GCM;
+function legacySuite(value: string | undefined): (typeof SUITES)[LegacyContentCipher] {
+  // V1 writers never set x-amz-cek-alg; readers take its absence as CBC (docs/formats.md §1.3).
+  if (value === undefined) return SUITES[CBC];
+  if (value === GCM || value === CBC) return SUITES[value];
   throw new FormatError('unsupported-algorithm', `unknown content cipher ${quote(value)}`);
 }
 
-/** `x-amz-tag-len` is "128" (or absent, as Go v1 fixtures show) for GCM and absent for CBC. */
-function checkTagLength(value: string | undefined, cipher: LegacyContentCipher): void {
+/** `x-amz-tag-len` is the tag in bits ("128"), or absent as Go v1 fixtures show, and absent for untagged CBC. */
+function checkTagLength(value: string | undefined, suite: ContentSuite): void {
   if (value === undefined) return;
-  if (cipher === CBC) throw new FormatError('bad-metadata', `${MetaKey.tagLen} is set on CBC content`);
-  if (value !== GCM_TAG_LENGTH_BITS) {
-    throw new FormatError('bad-metadata', `${MetaKey.tagLen} is ${quote(value)}, only ${GCM_TAG_LENGTH_BITS} is valid`);
+  if (suite.tagLength === 0) throw new FormatError('bad-metadata', `${MetaKey.tagLen} is set on ${suite.mode.toUpperCase()} content`);
+  const bits = tagLengthBits(suite);
+  if (value !== bits) {
+    throw new FormatError('bad-metadata', `${MetaKey.tagLen} is ${quote(value)}, only ${bits} is valid`);
   }
 }
 
@@ -226,7 +216,7 @@ function legacyWrap(value: string | undefined, version: 'v1' | 'v2', edkLength: 
 
 /**
  * A `kms+context` EC binds the content cipher under `aws:x-amz-cek-alg`; Go, Ruby and C++ readers refuse an
- * object where the two disagree, so rekey does too (formats.md §1.5).
+ * object where the two disagree, so rekey does too (docs/formats.md §1.5).
  */
 function checkCekAlgInContext(context: EncryptionContext, cipher: string, field: string): void {
   if (!bindsContentCipher(context, cipher)) {

@@ -1,10 +1,11 @@
 import { FormatError } from '../errors.js';
 import { encodeBase64 } from './base64.js';
 import { stringifyContext } from './context-json.js';
-import { GCM, GCM_TAG_LENGTH_BITS, V3_WRAP_CODES, isKmsWrap } from './envelope.js';
+import { V3_WRAP_CODES, isKmsWrap } from './envelope.js';
 import type { Envelope, LegacyEnvelope, V3Envelope } from './envelope.js';
 import { stringifyInstructionFile } from './instruction-file.js';
 import { MetaKey, V3_OBJECT_KEYS } from './keys.js';
+import { SUITES, tagLengthBits } from './suites.js';
 
 export interface SerialisedEnvelope {
   /**
@@ -20,7 +21,7 @@ const V3_WRAP_CODE_OF = new Map(Object.entries(V3_WRAP_CODES).map(([code, wrap])
 
 /**
  * Writes an envelope back as S3EC content metadata: all of it in object metadata, or in an instruction
- * file (V2: everything; V3: all but c/d/i, which stay on the object, formats.md §1.8).
+ * file (V2: everything; V3: all but c/d/i, which stay on the object, docs/formats.md §1.8).
  */
 export function serialiseEnvelope(envelope: Envelope): SerialisedEnvelope {
   const map = envelope.version === 'v3' ? v3Map(envelope) : v2Map(envelope);
@@ -37,13 +38,14 @@ function v2Map(envelope: LegacyEnvelope): Record<string, string> {
   /* Precondition: V1 is read-only; a rekey of a V1 object writes V2 or V3. */
   if (envelope.version === 'v1') throw new FormatError('unsupported-algorithm', 'V1 envelopes are not written');
   const context = isKmsWrap(envelope.wrapAlgorithm) ? envelope.encryptionContext : envelope.materialDescription;
+  const suite = SUITES[envelope.contentCipher];
   return {
     [MetaKey.keyV2]: encodeBase64(envelope.encryptedDataKey),
-    [MetaKey.iv]: encodeBase64(envelope.iv),
-    [MetaKey.cekAlg]: envelope.contentCipher,
+    [suite.metadata.iv]: encodeBase64(envelope.iv),
+    [suite.metadata.cipher]: envelope.contentCipher,
     [MetaKey.wrapAlg]: envelope.wrapAlgorithm,
     [MetaKey.matdesc]: stringifyContext(context),
-    ...(envelope.contentCipher === GCM ? { [MetaKey.tagLen]: GCM_TAG_LENGTH_BITS } : {}),
+    ...(suite.tagLength > 0 ? { [MetaKey.tagLen]: tagLengthBits(suite) } : {}),
     ...lengthEntry(envelope),
   };
 }
@@ -55,12 +57,13 @@ function v3Map(envelope: V3Envelope): Record<string, string> {
     throw new FormatError('unsupported-algorithm', `V3 has no code for wrap ${envelope.wrapAlgorithm}`);
   }
   const kms = isKmsWrap(envelope.wrapAlgorithm);
+  const { metadata } = SUITES[envelope.contentCipher];
   return {
     [MetaKey.v3Key]: encodeBase64(envelope.encryptedDataKey),
-    [MetaKey.v3Cipher]: envelope.contentCipher,
+    [metadata.cipher]: envelope.contentCipher,
     [MetaKey.v3Wrap]: wrapCode,
-    [MetaKey.v3MessageId]: encodeBase64(envelope.messageId),
-    [MetaKey.v3Commitment]: encodeBase64(envelope.keyCommitment),
+    [metadata.messageId]: encodeBase64(envelope.messageId),
+    [metadata.commitment]: encodeBase64(envelope.keyCommitment),
     ...(kms
       ? { [MetaKey.v3Context]: stringifyContext(envelope.encryptionContext) }
       : { [MetaKey.v3MaterialDescription]: stringifyContext(envelope.materialDescription) }),

@@ -48,7 +48,7 @@ const wrongKey = (explain: string): Rule => ({ reason: 'wrong-key', retryable: f
 const denied: Rule = { reason: 'kms-denied', retryable: false, explain: 'access to the KMS key was denied' };
 
 /**
- * KMS codes from its model (formats.md §3.1) plus the generic codes the SDK's retryers treat as
+ * KMS codes from its model (docs/formats.md §3.1) plus the generic codes the SDK's retryers treat as
  * throttling or transient (aws-sdk-js-v3 service-error-classification), so a proxy or an emulator
  * answering with one of those is handled like AWS.
  */

@@ -8,7 +8,7 @@ import { EtaEstimator, monotonicSeconds, shareInFlight, UtilizationMeter, type C
  * leak data into Prometheus and give each object its own series.
  */
 
-/** The modes of design.md, a superset of rotate's `Mode`, so an `ObjectOutcome` can be passed as it is. */
+/** The modes of docs/design.md §2, a superset of rotate's `Mode`, so an `ObjectOutcome` can be passed as it is. */
 export type RotationMode = 'rewrap' | 'rekey' | 'sse';
 
 /** `ok`, or the stable reason code of the failure (`kms-throttled`, `kms-denied`, `s3-error`, …). */

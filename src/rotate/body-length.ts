@@ -4,7 +4,7 @@ import { CBC, type Envelope } from '../formats/index.js';
 
 /**
  * What the object's size alone proves, checked from HEAD before any KMS call, so that both modes
- * refuse the same objects and a rekey never streams gigabytes to learn it (formats.md §1.4): a GCM
+ * refuse the same objects and a rekey never streams gigabytes to learn it (docs/formats.md §1.4): a GCM
  * body is ciphertext‖tag, so never shorter than the tag, and one GCM key and IV cover at most
  * 2^36−32 bytes of plaintext, whatever the body or the recorded length claims.
  */

@@ -29,13 +29,13 @@ export function instructionKey(key: string): string {
 }
 
 /**
- * Reads an object's envelope the way S3EC readers do (formats.md §1.2): object metadata first, then
+ * Reads an object's envelope the way S3EC readers do (docs/formats.md §1.2): object metadata first, then
  * `<key>.instruction`. Throws a RekeyError whose reason says why the object cannot be rotated.
  */
 export async function readEncryptedObject(s3: S3Client, ref: ObjectRef): Promise<EncryptedObject> {
   const snapshot = await headObject(s3, ref.bucket, ref.key, ref.versionId);
   const current = await isCurrentVersion(s3, ref, snapshot);
-  /* Precondition: object lock and legal holds are respected, never bypassed (design.md invariant 5). */
+  /* Precondition: object lock and legal holds are respected, never bypassed (docs/design.md §4.5). */
   if (current && isLocked(snapshot.lock)) {
     throw new RekeyError('object-locked', `object is under ${snapshot.lock.legalHold ? 'a legal hold' : `${snapshot.lock.mode} retention`}`);
   }

@@ -2,10 +2,10 @@ import type { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { DataKey } from '../crypto/data-key.js';
+import { buildEnvelope } from '../crypto/new-envelope.js';
 import type { CipherPool, PoolStream } from '../crypto/pool.js';
 import { decryptSpecFor, encryptSpecFor } from '../crypto/specs.js';
 import {
-  buildEnvelope,
   encryptionContextForNewEnvelope,
   kmsEncryptionContext,
   serialiseEnvelope,
@@ -110,7 +110,7 @@ export class Rekeyer {
       const oldKey = DataKey.adopt(old.plaintext);
       keys.push(oldKey);
       facts = { ...facts, oldKeyId: old.keyId };
-      /* Precondition: an object already rotated is left as it is (design.md invariant 4). */
+      /* Precondition: an object already rotated is left as it is (docs/design.md §4.4). */
       const done = notDue(this.target, old.keyId, snapshot.lastModified);
       if (done) return notRotated(ref, 'rekey', 'already-rotated', done, { ...facts, durationMs: Date.now() - started });
       if (!this.target.acceptsSource(old.keyId)) {

@@ -132,7 +132,7 @@ export class Rewrapper {
     };
     if (!result.ok) return { outcome: fromError(p.ref, 'rewrap', result.error, facts) };
     const keyFacts = { ...facts, oldKeyId: result.sourceKeyId };
-    /* Precondition: an object already rotated is left as it is (design.md invariant 4). */
+    /* Precondition: an object already rotated is left as it is (docs/design.md §4.4). */
     const done = notDue(this.target, result.sourceKeyId, snapshot.lastModified);
     if (done) return { outcome: notRotated(p.ref, 'rewrap', 'already-rotated', done, keyFacts) };
     if (!this.target.acceptsSource(result.sourceKeyId)) {

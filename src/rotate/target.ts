@@ -45,7 +45,7 @@ export function rotationTarget(options: {
   };
 }
 
-/** Why an object needs no rotation, or undefined when it is due (design.md invariant 4). */
+/** Why an object needs no rotation, or undefined when it is due (docs/design.md §4.4). */
 export function notDue(target: RotationTarget, keyArn: string | undefined, lastModified: Date | undefined): string | undefined {
   if (target.modifiedBefore === undefined) {
     return keyArn === target.targetKeyArn ? 'the data key is already under the target key' : undefined;

@@ -7,7 +7,7 @@ import type { EncryptedObject } from './read-envelope.js';
 
 /**
  * The user metadata of the rewritten object: the user's own keys exactly as S3 returned them, and the
- * new S3EC keys in place of the old ones (design.md invariant 5).
+ * new S3EC keys in place of the old ones (docs/design.md §4.5).
  */
 export function mergedMetadata(snapshot: ObjectSnapshot, s3ecKeys: Readonly<Record<string, string>>): Record<string, string> {
   const own = Object.entries(snapshot.metadata).filter(([key]) => !isS3ecMetadataKey(key));

@@ -30,7 +30,7 @@ export interface ReplaceMetadataOptions {
   readonly copyConcurrency?: number;
 }
 
-/** Everything that must be sent again when a rewrite replaces the object (design.md invariant 5). */
+/** Everything that must be sent again when a rewrite replaces the object (docs/design.md §4.5). */
 function keptSettings(snapshot: ObjectSnapshot) {
   return { ...snapshot.headers, ...snapshot.sse, StorageClass: snapshot.storageClass as never };
 }

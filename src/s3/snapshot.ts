@@ -8,7 +8,7 @@ import {
 import { RekeyError } from '../errors.js';
 import { s3Failure } from './errors.js';
 
-/** The headers S3 keeps with an object that a rewrite must send again (design.md invariant 5). */
+/** The headers S3 keeps with an object that a rewrite must send again (docs/design.md §4.5). */
 export interface ContentHeaders {
   readonly ContentType?: string;
   readonly ContentEncoding?: string;

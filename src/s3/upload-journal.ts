@@ -1,7 +1,7 @@
 /**
  * Multipart uploads that rekey starts are recorded before any part is sent and cleared once completed
  * or aborted, so that a process killed between the two leaves a record from which the upload is
- * aborted later (design.md invariant 1: no orphaned multipart uploads).
+ * aborted later (docs/design.md §4.1: no orphaned multipart uploads).
  */
 export interface UploadRef {
   readonly bucket: string;

@@ -36,7 +36,7 @@ interface Context {
 
 const EC = { tenant: 'acme' };
 const NON_ASCII_EC = { städte: 'Zürich/東京', note: 'naïve café' };
-/** Only rekey reads bodies; rewrap moves the wrapped key and never sees the content (design.md, modes). */
+/** Only rekey reads bodies; rewrap moves the wrapped key and never sees the content (docs/design.md §2). */
 const BODY_ONLY = (reason: string) => ({ rekey: `failed:${reason}`, rewrap: 'rotated' });
 const BOTH = (outcome: string) => ({ rekey: outcome, rewrap: outcome });
 
@@ -66,7 +66,7 @@ function flip(b: Buffer, at: number): Buffer {
 
 const b64 = (n: number) => randomBytes(n).toString('base64');
 
-/** A context a writer sent as raw UTF-8 JSON, in the form S3 stores and returns it (formats.md §1.9). */
+/** A context a writer sent as raw UTF-8 JSON, in the form S3 stores and returns it (docs/formats.md §1.9). */
 function asS3Returns(context: Record<string, string>): string {
   const text = JSON.stringify(context);
   assert.match(text, /[^\x00-\x7f]/, 'the JSON carries raw non-ASCII text');
@@ -136,7 +136,7 @@ const CASES: readonly BadInput[] = [
   },
   {
     key: 'meta/metadata-and-file-disagree',
-    what: 'a V2 envelope in metadata and another in an instruction file: metadata wins (formats.md §1.2)',
+    what: 'a V2 envelope in metadata and another in an instruction file: metadata wins (docs/formats.md §1.2)',
     expect: BOTH('rotated'),
     create: async (c, k) => {
       const other = await sealed(c, 10, { instructionFile: true });
@@ -181,7 +181,7 @@ const CASES: readonly BadInput[] = [
 ];
 
 /**
- * moto lets a disabled key keep working (design.md, known gaps), so the fault proxy in front of KMS
+ * moto lets a disabled key keep working (docs/design.md §8.1), so the fault proxy in front of KMS
  * answers DisabledException, as AWS does, for Decrypt and ReEncrypt of a blob under that key. moto's
  * blob starts with the key id in clear: that is how the proxy tells.
  */

@@ -75,7 +75,7 @@ class OtherWriter {
   }
 }
 
-/** design.md invariant 2 under load: a campaign never undoes or resurrects another writer's work (versitygw). */
+/** docs/design.md §4.2 under load: a campaign never undoes or resurrects another writer's work (versitygw). */
 describe('other writers overwrite and delete objects during a campaign', () => {
   let stack: TestStack;
   let store: CampaignStore;

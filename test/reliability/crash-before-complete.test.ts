@@ -15,7 +15,7 @@ import { putSealed, seal } from './support/sealed.js';
 const MiB = 1024 * 1024;
 
 /**
- * design.md invariant 1 at its sharpest point: a worker is SIGKILLed after its last part upload and
+ * docs/design.md §4.1 at its sharpest point: a worker is SIGKILLed after its last part upload and
  * before CompleteMultipartUpload. A fault proxy in front of the strict S3 (versitygw, which enforces
  * If-Match on completion) holds the completion requests, so the kill lands exactly there.
  */

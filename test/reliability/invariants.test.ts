@@ -42,7 +42,7 @@ const RACES: readonly RaceCase[] = [
   { name: 'rekey, multipart replacement (If-Match completion)', mode: 'rekey', size: 7 * MiB, instructionFile: false, held: 'CompleteMultipartUpload' },
 ];
 
-/** design.md invariant 2, on versitygw (moto ignores CopySourceIfMatch and If-Match on completion). */
+/** docs/design.md §4.2, on versitygw (moto ignores CopySourceIfMatch and If-Match on completion). */
 describe('no lost update: another writer that goes first wins', () => {
   let rig: RaceRig;
   before(async () => {
@@ -127,7 +127,7 @@ describe('two workers on the same object (a job taken over while its worker stil
   });
 });
 
-/** design.md invariant 5: object lock and legal holds are reported, never bypassed (moto implements both). */
+/** docs/design.md §4.5: object lock and legal holds are reported, never bypassed (moto implements both). */
 describe('object lock and legal holds', () => {
   let stack: TestStack;
   let rotators: Rotators;
@@ -178,7 +178,7 @@ describe('object lock and legal holds', () => {
   }
 });
 
-/** design.md invariant 5: everything an object carries besides its envelope survives both modes. */
+/** docs/design.md §4.5: everything an object carries besides its envelope survives both modes. */
 describe('everything else kept: metadata, content headers, tags, storage class, SSE', () => {
   let stack: TestStack;
   let rotators: Rotators;

@@ -37,7 +37,7 @@ function samples(objects: readonly Written[]): Needle[] {
 }
 
 /**
- * design.md invariant 3, checked from outside: every plaintext data key of the run, learned by the
+ * docs/design.md §4.3, checked from outside: every plaintext data key of the run, learned by the
  * test itself from KMS (Decrypt of the wrapped keys before and after, never from rekey), and samples
  * of every object's plaintext are searched for in Redis, the worker logs at debug level, the reports,
  * /metrics and the temp files written during the run.

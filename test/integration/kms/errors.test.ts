@@ -106,7 +106,7 @@ for (const kms of kmsEndpoints()) {
   });
 }
 
-/** moto lets a disabled key keep working (design.md, known gaps); local-kms refuses it, as AWS does. */
+/** moto lets a disabled key keep working (docs/design.md §8.1); local-kms refuses it, as AWS does. */
 describe('a disabled key, as local-kms really answers it', () => {
   let h: KmsHarness;
 

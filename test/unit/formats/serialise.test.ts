@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DataKey } from '../../../src/crypto/data-key.js';
+import { buildEnvelope } from '../../../src/crypto/new-envelope.js';
 import { deriveV3Commitment } from '../../../src/crypto/v3-kdf.js';
 import { FormatError } from '../../../src/errors.js';
 import type { ReasonCode } from '../../../src/errors.js';
-import { buildEnvelope } from '../../../src/formats/build.js';
 import {
   encryptionContextForNewEnvelope,
   rewrapEncryptionContexts,

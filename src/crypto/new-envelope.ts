@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { DataKey } from '../crypto/data-key.js';
-import { deriveV3Commitment } from '../crypto/v3-kdf.js';
 import { FormatError } from '../errors.js';
-import { bindsContentCipher } from './encryption-context.js';
-import { CEK_ALG_CONTEXT_KEY, GCM, GCM_IV_LENGTH, V3_MESSAGE_ID_LENGTH, V3_SUITE } from './envelope.js';
-import type { EncryptionContext, Envelope, KeyLocation, LegacyEnvelope, V3Envelope } from './envelope.js';
+import { bindsContentCipher } from '../formats/encryption-context.js';
+import { CEK_ALG_CONTEXT_KEY } from '../formats/envelope.js';
+import type { EncryptionContext, Envelope, KeyLocation, LegacyEnvelope, V3Envelope } from '../formats/envelope.js';
+import { NEW_CONTENT_SUITE } from '../formats/suites.js';
+import type { DataKey } from './data-key.js';
+import { deriveV3Commitment } from './v3-kdf.js';
 
 export interface NewEnvelopeOptions {
   readonly version: 'v2' | 'v3';
@@ -24,10 +25,10 @@ export interface NewEnvelopeOptions {
  * 28-byte message id and its key commitment. The content must then be encrypted with the same data key.
  */
 export function buildEnvelope(options: NewEnvelopeOptions): Envelope {
-  const cipher = options.version === 'v2' ? GCM : V3_SUITE;
-  /* Precondition: the stored context binds the content cipher, as readers check (formats.md §1.5). */
-  if (!bindsContentCipher(options.encryptionContext, cipher)) {
-    throw new FormatError('bad-metadata', `encryption context does not bind ${CEK_ALG_CONTEXT_KEY} to ${cipher}`);
+  const suite = NEW_CONTENT_SUITE[options.version];
+  /* Precondition: the stored context binds the content cipher, as readers check (docs/formats.md §1.5). */
+  if (!bindsContentCipher(options.encryptionContext, suite.cipher)) {
+    throw new FormatError('bad-metadata', `encryption context does not bind ${CEK_ALG_CONTEXT_KEY} to ${suite.cipher}`);
   }
   /* Precondition: there is a wrapped key to store. */
   if (options.encryptedDataKey.byteLength === 0) throw new FormatError('bad-metadata', 'encrypted data key is empty');
@@ -40,11 +41,13 @@ export function buildEnvelope(options: NewEnvelopeOptions): Envelope {
     ...(options.unencryptedContentLength === undefined ? {} : { unencryptedContentLength: options.unencryptedContentLength }),
   } as const;
   if (options.version === 'v2') {
-    return { ...common, version: 'v2', contentCipher: GCM, iv: nonZeroRandom(GCM_IV_LENGTH) } satisfies LegacyEnvelope;
+    const { cipher, ivLength } = NEW_CONTENT_SUITE.v2;
+    return { ...common, version: 'v2', contentCipher: cipher, iv: nonZeroRandom(ivLength) } satisfies LegacyEnvelope;
   }
-  const messageId = nonZeroRandom(V3_MESSAGE_ID_LENGTH);
+  const { cipher, kdf } = NEW_CONTENT_SUITE.v3;
+  const messageId = nonZeroRandom(kdf.messageIdLength);
   const keyCommitment = options.dataKey.use((key) => deriveV3Commitment(key, messageId));
-  return { ...common, version: 'v3', contentCipher: V3_SUITE, messageId, keyCommitment } satisfies V3Envelope;
+  return { ...common, version: 'v3', contentCipher: cipher, messageId, keyCommitment } satisfies V3Envelope;
 }
 
 /** Java refuses an all-zero IV as uninitialised; redrawing costs nothing and keeps every reader happy. */
