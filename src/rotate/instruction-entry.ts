@@ -14,7 +14,7 @@ import { notRotated, type Mode, type ObjectOutcome, type ObjectRef } from './out
 
 /**
  * The scope of a campaign and of `rekey audit` is every listed entry, whatever its name: a key ending
- * in `.instruction` is an instruction file only when its body is one (docs/design.md, Scope). Such
+ * in `.instruction` is an instruction file only when its body is one (docs/design.md §3.1). Such
  * a file travels with its object while the object reads its envelope from it; once no object does
  * (the object is gone, or carries its own envelope in metadata, which readers take first), the file
  * is an orphan: a wrapped data key that protects nothing readable, yet still names the old key.

@@ -142,7 +142,7 @@ export class Rekeyer {
         instructionFile: file && { key: file.key, etag: file.etag, versionId: file.versionId },
         at: started,
       };
-      /* Precondition: the intent is durable before the write can land (design.md, the record). */
+      /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
       await onIntent?.(intent);
       const body = await this.readBody(snapshot);
       const cipher = this.deps.pool.reencrypt(body, {

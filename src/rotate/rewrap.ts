@@ -153,7 +153,7 @@ export class Rewrapper {
     };
     try {
       const rewrapped = withRewrappedKey(envelope, { encryptedDataKey: result.ciphertext, encryptionContext: p.contexts.destination });
-      /* Precondition: the intent is durable before the write can land (design.md, the record). */
+      /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
       await onIntent?.(intent);
       const written = await writeRewrappedEnvelope(this.deps.s3, p.object, rewrapped, journal);
       const outcome = rotated(p.ref, 'rewrap', {

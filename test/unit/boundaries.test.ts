@@ -30,10 +30,8 @@ const KMS_PACKAGES = /^@aws-sdk\/client-kms$/;
  * file may be added.
  */
 const RAW_SDK_ALLOWED: ReadonlyMap<string, readonly string[]> = new Map([
-  ['campaign/audit.ts', ['@aws-sdk/client-s3']],
   ['campaign/sources.ts', ['@aws-sdk/client-s3']],
   ['cli/doctor.ts', ['@aws-sdk/client-kms', '@aws-sdk/client-s3']],
-  ['cli/report.ts', ['@aws-sdk/lib-storage']],
   ['rotate/rekey.ts', ['@aws-sdk/client-s3']],
   ['rotate/replaced-versions.ts', ['@aws-sdk/client-s3']],
 ]);
