@@ -24,6 +24,7 @@ export const REASON_CODES = [
   'kms-error',
   // S3 and the object's state
   'changed',
+  'lost-update',
   'gone',
   'object-locked',
   'already-rotated',

@@ -7,7 +7,7 @@ import { notRotated, type Mode, type ObjectOutcome, type ObjectRef, type Outcome
 import { batchesOf, enqueue, refsOf, type BatchJob } from './queue.js';
 import type { ReportStore } from './report-store.js';
 import type { CampaignSpec, CampaignState } from './spec.js';
-import { objectId, type CampaignStore } from './store.js';
+import { objectId, type BatchInFlight, type CampaignStore } from './store.js';
 
 /** Rotates a batch of objects of one campaign; what the rotate layer offers the campaign layer. */
 export interface BatchRotator {
@@ -73,8 +73,9 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, batchId: 
   let recorded = 0;
   // Final outcomes are kept as each object settles, not when the batch ends: a worker killed
   // mid-batch then takes no finished object's facts (old key, bytes, versions) with it.
-  const recordFinal: OutcomeSink = async (outcome) => {
-    if (outcome.retryable && attempt < maxAttempts) return;
+  const recordFinal: OutcomeSink = async (found) => {
+    if (found.retryable && attempt < maxAttempts) return;
+    const outcome = await ownWrite(deps, id, spec, flight, found);
     final.add(outcome);
     const counted = await flight.settle(outcome);
     if (counted) recorded += 1;
@@ -105,13 +106,26 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, batchId: 
   // Same batch, same retry job ids: a batch processed again after a crash does not queue its retries twice.
   await enqueue(deps.queue, batchesOf(id, retry, spec.batchSize, attempt), { priority: spec.priority, delayMs, idSeed: `retry|${batchId}|${attempt}` });
 
-  const rows = await finalRows(flight, job);
+  const claimed = await flight.claim();
+  // Recorded meanwhile by a worker that took the batch over: its file holds every row already.
+  const rows = claimed ? refsOf(job).flatMap((ref) => claimed.get(objectId(ref)) ?? []) : [];
   if (rows.length > 0) await deps.reportsFor(id, spec).putBatch(batchId, rows);
-  const result = await store.recordBatch(id, batchId, rows);
+  const result = claimed ? await store.recordBatch(id, batchId, rows) : 'duplicate';
   if (result === 'verify') await deps.onSettled?.(id);
   // Once every object settled no upload of the campaign can be in flight: whatever is open is left over.
   if (SETTLED.includes(await store.state(id))) await abortLeftovers(deps.s3, journal);
   return { kind: 'done', recorded, retried: retry.length };
+}
+
+/**
+ * An object found under the target key may carry this batch's own write, made by another worker that
+ * held the batch (a lapsed lock) or by this one before its answer was lost: its intent tells, and the
+ * object is then recorded `rotated` with the facts of that write, not `already-rotated`.
+ */
+async function ownWrite(deps: ProcessorDeps, id: string, spec: CampaignSpec, flight: BatchInFlight, outcome: ObjectOutcome): Promise<ObjectOutcome> {
+  if (outcome.reason !== 'already-rotated') return outcome;
+  const intent = await flight.intentOf(outcome.ref);
+  return (intent && (await deps.rotatorFor(id, spec).recover(intent))) ?? outcome;
 }
 
 /** Objects whose intent shows their write landed, recorded from the intent; returns their ids. */
@@ -125,12 +139,6 @@ async function recoverIntents(rotator: BatchRotator, refs: readonly ObjectRef[],
     recovered.add(objectId(ref));
   }
   return recovered;
-}
-
-/** The batch's final outcomes as Redis keeps them (the first one of each object), in the job's order. */
-async function finalRows(flight: ReturnType<CampaignStore['inFlight']>, job: BatchJob): Promise<ObjectOutcome[]> {
-  const { rows } = await flight.load();
-  return refsOf(job).flatMap((ref) => rows.get(objectId(ref)) ?? []);
 }
 
 /**

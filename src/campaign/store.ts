@@ -153,7 +153,9 @@ export class CampaignStore {
     const k = this.keys(id);
     const rows = `${k.main}:b:${batchId}:rows`;
     const intents = `${k.main}:b:${batchId}:intents`;
+    const { batches } = k;
     const redis = this.redis;
+    const scripted = this.scripts;
     return {
       async load() {
         const [settled, intended] = await Promise.all([redis.hgetall(rows), redis.hgetall(intents)]);
@@ -165,8 +167,19 @@ export class CampaignStore {
       async intend(intent) {
         await redis.hset(intents, objectId(intent.ref), JSON.stringify(intent));
       },
+      async intentOf(ref) {
+        const json = await redis.hget(intents, objectId(ref));
+        return json ? (JSON.parse(json) as WriteIntent) : undefined;
+      },
       async settle(outcome) {
         return (await redis.hsetnx(rows, objectId(outcome.ref), JSON.stringify(outcome))) === 1;
+      },
+      async claim() {
+        const all = (await scripted.rekeyClaimRows(batches, rows, batchId)) as string[] | null;
+        if (all === null) return undefined;
+        const byObject = new Map<string, ObjectOutcome>();
+        for (let i = 0; i + 1 < all.length; i += 2) byObject.set(all[i]!, JSON.parse(all[i + 1]!) as ObjectOutcome);
+        return byObject;
       },
     };
   }
@@ -285,8 +298,15 @@ export interface BatchInFlight {
   load(): Promise<{ rows: Map<string, ObjectOutcome>; intents: Map<string, WriteIntent> }>;
   /** Stored before the write that would move the object: the proof a write was this campaign's. */
   intend(intent: WriteIntent): Promise<void>;
+  intentOf(ref: ObjectRef): Promise<WriteIntent | undefined>;
   /** Keeps an object's final outcome until the batch is recorded; false when it had one already. */
   settle(outcome: ObjectOutcome): Promise<boolean>;
+  /**
+   * The batch's kept outcomes, read in one step with checking that nobody recorded the batch yet;
+   * undefined once it is recorded. Two workers on one batch (a lapsed lock) then both write the
+   * whole set or nothing, never a file short of rows another wrote before.
+   */
+  claim(): Promise<Map<string, ObjectOutcome> | undefined>;
 }
 
 /** `recorded`: counted now; `duplicate`: counted before; `verify`: counted, and the campaign awaits its closing verification. */
@@ -322,6 +342,7 @@ function totalsOf(rows: readonly ObjectOutcome[]): Totals {
 
 interface ScriptedRedis extends Redis {
   rekeyRecordBatch(...args: (string | number)[]): Promise<unknown>;
+  rekeyClaimRows(...args: (string | number)[]): Promise<unknown>;
   rekeyForgetFailures(...args: (string | number)[]): Promise<unknown>;
   rekeyVerified(...args: (string | number)[]): Promise<unknown>;
   rekeyTransition(...args: (string | number)[]): Promise<unknown>;
@@ -371,6 +392,13 @@ function defineScripts(redis: Redis): void {
       redis.call('DEL', KEYS[4], KEYS[5])
       if finish_if_done(KEYS[1], ARGV[2]) == 1 then return 'verify' end
       return 'recorded'`,
+  });
+  // KEYS: batches (markers), the batch's rows hash. ARGV: batch id. Nil once the batch is recorded.
+  redis.defineCommand('rekeyClaimRows', {
+    numberOfKeys: 2,
+    lua: `
+      if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return false end
+      return redis.call('HGETALL', KEYS[2])`,
   });
   // KEYS: main, reasons, batches (markers). ARGV: the marker of this forgetting, failed count,
   //       n reasons, then n (label, count) pairs.

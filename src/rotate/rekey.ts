@@ -22,6 +22,7 @@ import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry 
 import { wrappedKeyDigest, type IntentSink, type WriteIntent } from './intent.js';
 import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type TargetFormat } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
+import { lostUpdate } from './lost-update.js';
 import { landedWrite, recoveredOutcome, replacementBase, writtenBy } from './recover.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
@@ -161,6 +162,8 @@ export class Rekeyer {
         bytesWritten: cipher.bytesOut,
         durationMs: Date.now() - started,
       }, stale.note);
+      const lost = await lostUpdate(this.deps.s3, { bucket: snapshot.bucket, key: snapshot.key, read: snapshot.versionId, written: written.versionId }, outcome);
+      if (lost) return lost;
       const replacement = replacementOf(object, written, stale.markerVersionId);
       return settledOutcome(outcome, await this.replaced.settle(replacement), replacement.replaced);
     } catch (err) {

@@ -8,6 +8,7 @@ import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry 
 import { wrappedKeyDigest, type IntentSink, type WriteIntent } from './intent.js';
 import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeSink } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
+import { lostUpdate } from './lost-update.js';
 import { landedWrite, recoveredOutcome, replacementBase, writtenBy } from './recover.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
@@ -164,6 +165,9 @@ export class Rewrapper {
         newVersionId: written.versionId,
         durationMs: Date.now() - p.started,
       });
+      const changedKey = inFile ? file.key : snapshot.key;
+      const lost = await lostUpdate(this.deps.s3, { bucket: snapshot.bucket, key: changedKey, read: intent.replacedVersionId, written: written.versionId }, outcome);
+      if (lost) return { outcome: lost };
       return { outcome, replacement: replacementOf(p.object, written) };
     } catch (err) {
       // A write that failed to answer may have landed all the same (a lost answer, a retried copy).

@@ -2,6 +2,7 @@ import {
   GetObjectCommand,
   GetObjectTaggingCommand,
   HeadObjectCommand,
+  ListObjectVersionsCommand,
   type HeadObjectCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -141,5 +142,31 @@ export async function readSmallObject(
     const failure = s3Failure(err, `GET s3://${bucket}/${key}`);
     if (failure.reason === 'gone') return undefined;
     throw failure;
+  }
+}
+
+/**
+ * The version directly below `versionId` in a versioned bucket's history of `key` (delete markers
+ * aside); undefined when `versionId` is the oldest, or is not listed any more.
+ */
+export async function versionBelow(s3: S3Client, bucket: string, key: string, versionId: string): Promise<string | undefined> {
+  let keyMarker: string | undefined;
+  let versionIdMarker: string | undefined;
+  let found = false;
+  for (;;) {
+    let out;
+    try {
+      out = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: key, KeyMarker: keyMarker, VersionIdMarker: versionIdMarker, MaxKeys: 100 }));
+    } catch (err) {
+      throw s3Failure(err, `LIST versions of s3://${bucket}/${key}`);
+    }
+    // Versions of one key are listed newest first, and this key sorts before every longer key it prefixes.
+    for (const v of out.Versions ?? []) {
+      if (v.Key !== key) return undefined;
+      if (found) return v.VersionId;
+      found = v.VersionId === versionId;
+    }
+    if (!out.IsTruncated) return undefined;
+    [keyMarker, versionIdMarker] = [out.NextKeyMarker, out.NextVersionIdMarker];
   }
 }
