@@ -44,11 +44,16 @@ export type ReasonCode = (typeof REASON_CODES)[number];
 /** The base of every error rekey raises on purpose: a reason code plus a one-line message. */
 export class RekeyError extends Error {
   readonly reason: ReasonCode;
+  /** The HTTP status and service error code of the failed call, when a call failed (for reports). */
+  readonly httpStatus: number | undefined;
+  readonly errorCode: string | undefined;
 
-  constructor(reason: ReasonCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(reason: ReasonCode, message: string, options?: { cause?: unknown; httpStatus?: number | undefined; errorCode?: string | undefined }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RekeyError';
     this.reason = reason;
+    this.httpStatus = options?.httpStatus;
+    this.errorCode = options?.errorCode;
   }
 }
 

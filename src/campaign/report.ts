@@ -24,6 +24,8 @@ const COLUMNS = [
   'NewKeyId',
   'OldETag',
   'NewETag',
+  'InstructionFileOldETag',
+  'InstructionFileNewETag',
   'NewVersionId',
   'PurgedVersions',
   'BytesRead',
@@ -38,8 +40,11 @@ function row(o: ObjectOutcome): Record<(typeof COLUMNS)[number], string | number
     VersionId: o.ref.versionId ?? '',
     // A skipped object needed nothing or belongs to another writer now: the task did what it should.
     TaskStatus: o.outcome === 'failed' ? 'failed' : 'succeeded',
-    ErrorCode: o.outcome === 'failed' ? (o.reason ?? '') : '',
-    HTTPStatusCode: o.outcome === 'failed' ? 500 : 200,
+    // As S3 Batch Operations reports them: the failed call's status and code; a failure no call made
+    // (an authentication check, a wrong key told by the data) is a PermanentFailure of a task whose
+    // calls answered 200, or a TemporaryFailure when it was still being retried.
+    ErrorCode: o.outcome !== 'failed' ? '' : (o.errorCode ?? (o.retryable ? 'TemporaryFailure' : 'PermanentFailure')),
+    HTTPStatusCode: o.outcome === 'failed' ? (o.httpStatus ?? 200) : 200,
     ResultMessage: o.message,
     Outcome: o.outcome,
     Reason: o.reason ?? '',
@@ -50,6 +55,8 @@ function row(o: ObjectOutcome): Record<(typeof COLUMNS)[number], string | number
     NewKeyId: o.newKeyId ?? '',
     OldETag: o.oldEtag ?? '',
     NewETag: o.newEtag ?? '',
+    InstructionFileOldETag: o.instructionFileOldEtag ?? '',
+    InstructionFileNewETag: o.instructionFileNewEtag ?? '',
     NewVersionId: o.newVersionId ?? '',
     // `key?versionId=…` of each version the rotation replaced and deleted, space-separated.
     PurgedVersions: (o.purgedVersions ?? []).map((v) => `${v.key}?versionId=${v.versionId}`).join(' '),

@@ -22,16 +22,14 @@ export class KmsError extends RekeyError {
   readonly operation: KmsOperation;
   readonly code: string;
   readonly retryable: boolean;
-  readonly httpStatus: number | undefined;
   readonly requestId: string | undefined;
 
   constructor(init: KmsErrorInit) {
-    super(init.reason, init.message);
+    super(init.reason, init.message, { httpStatus: init.httpStatus, errorCode: init.code });
     this.name = 'KmsError';
     this.operation = init.operation;
     this.code = init.code;
     this.retryable = init.retryable;
-    this.httpStatus = init.httpStatus;
     this.requestId = init.requestId;
   }
 }

@@ -1,4 +1,4 @@
-import { reasonOf, type ReasonCode } from '../errors.js';
+import { reasonOf, RekeyError, type ReasonCode } from '../errors.js';
 
 export type Mode = 'rewrap' | 'rekey';
 export const MODES: readonly Mode[] = ['rewrap', 'rekey'];
@@ -28,8 +28,14 @@ export interface ObjectOutcome {
   readonly newFormat: string | undefined;
   readonly oldKeyId: string | undefined;
   readonly newKeyId: string | undefined;
+  /** The object's ETags; an envelope kept in an instruction file has the file's ETags apart. */
   readonly oldEtag: string | undefined;
   readonly newEtag: string | undefined;
+  readonly instructionFileOldEtag?: string | undefined;
+  readonly instructionFileNewEtag?: string | undefined;
+  /** The HTTP status and service error code of the call that failed, when a call failed. */
+  readonly httpStatus?: number | undefined;
+  readonly errorCode?: string | undefined;
   readonly oldVersionId: string | undefined;
   readonly newVersionId: string | undefined;
   readonly bytesRead: number;
@@ -99,7 +105,8 @@ export function notRotated(ref: ObjectRef, mode: Mode, reason: ReasonCode, messa
 export function fromError(ref: ObjectRef, mode: Mode, err: unknown, facts: OutcomeFacts = {}): ObjectOutcome {
   const reason = reasonOf(err);
   const message = err instanceof Error ? err.message : String(err);
-  return notRotated(ref, mode, reason, message, facts);
+  const call = err instanceof RekeyError && err.httpStatus !== undefined ? { httpStatus: err.httpStatus, errorCode: err.errorCode } : {};
+  return notRotated(ref, mode, reason, message, { ...facts, ...call });
 }
 
 /**

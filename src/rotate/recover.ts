@@ -25,11 +25,16 @@ export function writtenBy(intent: WriteIntent, object: EncryptedObject): WriteRe
 }
 
 /** The outcome of a landed write with every fact the intent kept, as if its writer had recorded it. */
-export function recoveredOutcome(intent: WriteIntent, written: WriteResult, facts: { bytesWritten: number }, note: string): ObjectOutcome {
+export function recoveredOutcome(intent: WriteIntent, object: EncryptedObject, written: WriteResult, facts: { bytesWritten: number }, note: string): ObjectOutcome {
+  // An instruction-file write leaves the object as it was: its columns say so, the file's its own.
+  const where =
+    intent.location === 'instruction-file'
+      ? { newEtag: object.snapshot.etag, newVersionId: object.snapshot.versionId, instructionFileNewEtag: written.etag }
+      : { newEtag: written.etag, newVersionId: written.versionId };
   return rotated(
     intent.ref,
     intent.mode,
-    { ...intent.facts, newEtag: written.etag, newVersionId: written.versionId, bytesWritten: facts.bytesWritten, durationMs: Date.now() - intent.at },
+    { ...intent.facts, ...where, bytesWritten: facts.bytesWritten, durationMs: Date.now() - intent.at },
     `rotated (its writer stopped before recording it; recorded from its write intent)${note ? `; ${note}` : ''}`,
   );
 }

@@ -83,7 +83,7 @@ export class Rekeyer {
     const written = writtenBy(intent, object);
     const file = intent.instructionFile;
     const stale: StaleFile = file ? await this.dropStaleInstructionFile(object.snapshot.bucket, file) : { note: '' };
-    const outcome = recoveredOutcome(intent, written, { bytesWritten: object.snapshot.size }, stale.note);
+    const outcome = recoveredOutcome(intent, object, written, { bytesWritten: object.snapshot.size }, stale.note);
     const replaced = [
       ...replacedBy(intent.ref.key, intent.replacedVersionId, written.versionId),
       ...(file ? replacedBy(file.key, file.versionId, stale.markerVersionId) : []),
@@ -136,7 +136,7 @@ export class Rekeyer {
       intent = {
         ref,
         mode: 'rekey',
-        facts: { ...facts, newFormat: version, newKeyId: fresh.keyId, bytesRead: snapshot.size },
+        facts: { ...facts, newFormat: version, newKeyId: fresh.keyId, bytesRead: snapshot.size, ...(file ? { instructionFileOldEtag: file.etag } : {}) },
         location: 'object',
         replacedVersionId: snapshot.versionId,
         wrappedKeyDigest: wrappedKeyDigest(fresh.wrappedKey),
@@ -158,6 +158,7 @@ export class Rekeyer {
         newKeyId: fresh.keyId,
         newEtag: written.etag,
         newVersionId: written.versionId,
+        ...(file ? { instructionFileOldEtag: file.etag } : {}),
         bytesRead: snapshot.size,
         bytesWritten: cipher.bytesOut,
         durationMs: Date.now() - started,

@@ -81,7 +81,7 @@ export class Rewrapper {
     const written = writtenBy(intent, object);
     const base = replacementBase(intent, object, written);
     const replaced = replacedBy(base.written.key, intent.replacedVersionId, written.versionId);
-    return { outcome: recoveredOutcome(intent, written, { bytesWritten: 0 }, ''), replacement: { ...base, replaced } };
+    return { outcome: recoveredOutcome(intent, object, written, { bytesWritten: 0 }, ''), replacement: { ...base, replaced } };
   }
 
   /** The outcome with its replaced versions kept or, verified, purged. */
@@ -146,7 +146,7 @@ export class Rewrapper {
     const intent: WriteIntent = {
       ref: p.ref,
       mode: 'rewrap',
-      facts: { ...keyFacts, newFormat: envelope.version, newKeyId: result.keyId },
+      facts: { ...keyFacts, newFormat: envelope.version, newKeyId: result.keyId, ...(inFile ? { instructionFileOldEtag: file.etag } : {}) },
       location: inFile ? 'instruction-file' : 'object',
       replacedVersionId: inFile ? file.versionId : snapshot.versionId,
       wrappedKeyDigest: wrappedKeyDigest(result.ciphertext),
@@ -157,14 +157,11 @@ export class Rewrapper {
       /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
       await onIntent?.(intent);
       const written = await writeRewrappedEnvelope(this.deps.s3, p.object, rewrapped, journal);
-      const outcome = rotated(p.ref, 'rewrap', {
-        ...keyFacts,
-        newFormat: envelope.version,
-        newKeyId: result.keyId,
-        newEtag: written.etag,
-        newVersionId: written.versionId,
-        durationMs: Date.now() - p.started,
-      });
+      // An envelope kept in an instruction file: only the file changes; the object's columns say so.
+      const where = inFile
+        ? { newEtag: snapshot.etag, newVersionId: snapshot.versionId, instructionFileOldEtag: file.etag, instructionFileNewEtag: written.etag }
+        : { newEtag: written.etag, newVersionId: written.versionId };
+      const outcome = rotated(p.ref, 'rewrap', { ...keyFacts, newFormat: envelope.version, newKeyId: result.keyId, ...where, durationMs: Date.now() - p.started });
       const changedKey = inFile ? file.key : snapshot.key;
       const lost = await lostUpdate(this.deps.s3, { bucket: snapshot.bucket, key: changedKey, read: intent.replacedVersionId, written: written.versionId }, outcome);
       if (lost) return { outcome: lost };

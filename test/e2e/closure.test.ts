@@ -90,7 +90,14 @@ describe('closing a campaign: one scope for the planner and the audit, verified 
     assert.deepEqual(afterRun.findings.map((f) => f.key).sort(), ['broken', 'deleted.instruction', 'rewritten.instruction']);
 
     const report = await rekey(stack.config, ['report', status.id, '--format', 'jsonl']);
-    const rows = new Map(report.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>).map((r) => [r.Key, `${r.Outcome}${r.Reason ? `:${r.Reason}` : ''}`]));
+    const full = new Map(report.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, string | number>).map((r) => [r.Key as string, r]));
+    const rows = new Map([...full].map(([key, r]) => [key, `${r.Outcome}${r.Reason ? `:${r.Reason}` : ''}`]));
+    // Report columns describe the object: a rewrap of an envelope kept in an instruction file changes the file only.
+    const inFile = full.get('in-file')!;
+    assert.equal(inFile.NewETag, inFile.OldETag, 'the object itself did not change');
+    assert.ok(inFile.InstructionFileOldETag && inFile.InstructionFileNewETag && inFile.InstructionFileOldETag !== inFile.InstructionFileNewETag, JSON.stringify(inFile));
+    // A failure no HTTP call made is a PermanentFailure of a task whose calls answered 200, as S3 Batch Operations reports it.
+    assert.deepEqual([full.get('broken')!.HTTPStatusCode, full.get('broken')!.ErrorCode, full.get('broken')!.TaskStatus], [200, 'PermanentFailure', 'failed']);
     assert.deepEqual(Object.fromEntries([...rows].sort()), {
       broken: 'failed:bad-metadata',
       'deleted.instruction': 'skipped:orphan-instruction-file',
