@@ -12,7 +12,7 @@ import { primeAllocator } from '../src/crypto/allocator.js';
 import { DataKey } from '../src/crypto/data-key.js';
 import { CipherPool } from '../src/crypto/pool.js';
 import { GCM } from '../src/formats/envelope.js';
-import { machineLine, stackPython } from './support.js';
+import { machineLine, stackPython } from './machine.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
