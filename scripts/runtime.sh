@@ -10,9 +10,10 @@ case "$REKEY_RUNTIME" in
   *) printf 'rekey: REKEY_RUNTIME must be node (Node 24) or node-22, got %s\n' "$REKEY_RUNTIME" >&2; exit 2 ;;
 esac
 REKEY_NODE_BIN="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/node_modules/$REKEY_RUNTIME/bin"
-# Precondition: the pinned runtime is installed; it is the linux-x64 build (the stack is Linux-only too).
-if [ ! -x "$REKEY_NODE_BIN/node" ]; then
-  printf 'rekey: no pinned Node.js runtime at %s: run `npm ci` (on Linux x64), which installs it\n' "$REKEY_NODE_BIN" >&2
+# Precondition: the pinned runtime is installed and runs here: it is the linux-x64 build (npm installs it
+# on any platform), as the stack is Linux-only too.
+if ! "$REKEY_NODE_BIN/node" --version >/dev/null 2>&1; then
+  printf 'rekey: the pinned Node.js runtime %s/node is missing or does not run here: run `npm ci` on Linux x64, or run rekey with your own Node.js 24\n' "$REKEY_NODE_BIN" >&2
   exit 1
 fi
 export PATH="$REKEY_NODE_BIN:$PATH"
