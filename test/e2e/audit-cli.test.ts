@@ -69,7 +69,7 @@ describe('rekey audit: what still depends on a KMS key, before and after a campa
     assert.ok(files.every((f) => f.key.endsWith('.instruction')), 'the wrapped key is reported where it lives');
     assert.equal(findings.find((f) => f.key === 'data/legacy')?.namedKeyId, oldKey.keyId, 'a legacy kms wrap names its key, and KMS confirmed it');
     assert.deepEqual(summary.scanned, { objects: 52, noncurrentVersions: 0, instructionFiles: 10 });
-    assert.deepEqual(summary.underKey, { total: 41, noncurrent: 0, byFormat: { v2: 21, v3: 20 }, byKind: { object: 31, 'instruction-file': 10 } });
+    assert.deepEqual(summary.underKey, { total: 41, noncurrent: 0, byFormat: { v2: 21, v3: 20 }, byKind: { object: 31, 'instruction-file': 10, 'orphan-instruction-file': 0 } });
     assert.equal(summary.otherKeys, 10);
     assert.equal(summary.notEncrypted, 1);
     assert.equal(summary.keyInInstructionFile, 10);

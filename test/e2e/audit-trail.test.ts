@@ -50,7 +50,9 @@ test('the audit trail names who started and changed a campaign with which keys, 
   assert.equal(created.actor.user, userInfo().username);
   assert.equal(created.actor.accessKeyId, 'test');
   assert.ok(created.time, 'each event has a time');
-  assert.deepEqual(events.filter((e) => e.event.startsWith('campaign.')).map((e) => e.event), ['campaign.created', 'campaign.paused', 'campaign.resumed']);
+  assert.deepEqual(events.filter((e) => e.event.startsWith('campaign.')).map((e) => e.event), ['campaign.created', 'campaign.paused', 'campaign.resumed', 'campaign.verified']);
+  const verified = events.find((e) => e.event === 'campaign.verified')!;
+  assert.deepEqual([verified.campaign, verified.state, verified.remaining, verified.unreadable], [id, 'done', 0, 0], 'the closing verification is on the record');
 
   const objects = events.filter((e) => e.event === 'object.rotated');
   assert.equal(objects.length, 30);
