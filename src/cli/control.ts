@@ -3,15 +3,15 @@ import { recordAudit } from '../campaign/audit-trail.js';
 import { batchesOf, enqueue, makeQueue } from '../campaign/queue.js';
 import type { CampaignState } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
-import { makeRedis } from '../config/clients.js';
+import { makeRedis, type RedisClient } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { describeStatus, progressOf, watchCampaign } from './status-view.js';
 
-async function withStore<T>(config: Config, fn: (store: CampaignStore) => Promise<T>): Promise<T> {
+async function withStore<T>(config: Config, fn: (store: CampaignStore, redis: RedisClient) => Promise<T>): Promise<T> {
   const redis = makeRedis(config);
   try {
-    return await fn(new CampaignStore(redis, config.redisPrefix));
+    return await fn(new CampaignStore(redis, config.redisPrefix), redis);
   } finally {
     await redis.quit();
   }
@@ -78,11 +78,11 @@ export function registerControl(program: Command): void {
     .description('Queue the failed objects of a campaign again')
     .action(async (id: string) => {
       const config = loadConfig();
-      await withStore(config, async (store) => {
+      await withStore(config, async (store, redis) => {
         await requireCampaign(store, id);
         const spec = await store.spec(id);
         const refs = await store.forgetFailed(id);
-        const queue = makeQueue(config);
+        const queue = makeQueue(config, redis);
         try {
           await enqueue(queue, batchesOf(id, refs, spec.batchSize), { priority: spec.priority });
         } finally {

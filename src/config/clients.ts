@@ -1,6 +1,6 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type { Config } from './config.js';
 
 export interface ClientOptions {
@@ -25,10 +25,39 @@ export function makeKmsClient(config: Config, options: ClientOptions = {}): KMSC
   });
 }
 
+/** A connection to rekey's Redis: one server, or a Redis Cluster (`REKEY_REDIS_CLUSTER`). */
+export type RedisClient = Redis | Cluster;
+
+export interface RedisClientOptions {
+  /**
+   * For checks: connect on the first command, try each command once and never reconnect, so an
+   * unreachable Redis is named at once. Default: wait out a Redis restart.
+   */
+  readonly failFast?: boolean;
+}
+
 /**
  * BullMQ's blocking connections need `maxRetriesPerRequest: null`; the same options suit rekey's own
  * commands, which must wait out a Redis restart rather than fail an object.
  */
-export function makeRedis(config: Config, overrides: RedisOptions = {}): Redis {
-  return new Redis(config.redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true, ...overrides });
+export function makeRedis(config: Config, options: RedisClientOptions = {}): RedisClient {
+  const failFast = options.failFast ?? false;
+  const common = { maxRetriesPerRequest: failFast ? 1 : null, enableReadyCheck: true };
+  if (!config.redisCluster) {
+    return new Redis(config.redisUrl, { ...common, ...(failFast ? { lazyConnect: true, retryStrategy: () => null } : {}) });
+  }
+  const seed = new URL(config.redisUrl);
+  return new Cluster([{ host: seed.hostname, port: Number(seed.port || 6379) }], {
+    ...(failFast ? { lazyConnect: true, clusterRetryStrategy: () => null } : {}),
+    // A master that restarts keeps its slots, so its connection is retried rather than dropped.
+    clusterNodeRetryStrategy: failFast ? null : (times) => Math.min(100 * times, 2_000),
+    // ElastiCache's TLS certificates name the configuration endpoint, not the nodes' addresses.
+    ...(seed.protocol === 'rediss:' ? { dnsLookup: (address, lookup) => lookup(null, address) } : {}),
+    redisOptions: {
+      ...common,
+      ...(seed.username ? { username: decodeURIComponent(seed.username) } : {}),
+      ...(seed.password ? { password: decodeURIComponent(seed.password) } : {}),
+      ...(seed.protocol === 'rediss:' ? { tls: { servername: seed.hostname } } : {}),
+    },
+  });
 }

@@ -62,7 +62,7 @@ describe('processBatch records each outcome as its object settles', () => {
     await store.completePlan(id);
 
     const proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
-    const queue = makeQueue(stack.config);
+    const queue = makeQueue(stack.config, stack.redis);
     const kms = new KmsBatcher({
       kms: stack.kms,
       limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: id, ratePerSecond: 1000 }),

@@ -87,7 +87,7 @@ describe('campaign store and planner', () => {
     );
     await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'other/x', Body: 'x' }));
 
-    const queue = makeQueue(stack.config);
+    const queue = makeQueue(stack.config, stack.redis);
     try {
       const id = await store.create(spec([{ kind: 'listing', bucket, prefix: 'p/' }]));
       await planCampaign({ s3: stack.s3, store, queue }, id);
@@ -121,7 +121,7 @@ describe('campaign store and planner', () => {
     const bucket = await freshBucket(stack.s3);
     const csv = `${bucket},a%20b.txt\n${bucket},dir/c%2Bd,v123\n\n${bucket},x.instruction\n`;
     await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifest.csv', Body: csv }));
-    const queue = makeQueue(stack.config);
+    const queue = makeQueue(stack.config, stack.redis);
     try {
       const id = await store.create(spec([{ kind: 'manifest', uri: `s3://${bucket}/manifest.csv` }]));
       await planCampaign({ s3: stack.s3, store, queue }, id);
