@@ -30,6 +30,16 @@ test('every missing or bad setting is named, with what to do', () => {
   );
 });
 
+test('REKEY_REDIS_CLUSTER takes REDIS_URL as a node to discover the cluster from, which has no database number', () => {
+  assert.equal(loadConfig(base).redisCluster, false);
+  const c = loadConfig({ ...base, REDIS_URL: 'rediss://user:pw@clustercfg.example:6379', REKEY_REDIS_CLUSTER: 'true' });
+  assert.equal(c.redisCluster, true);
+  assert.equal(c.redisUrl, 'rediss://user:pw@clustercfg.example:6379');
+  assert.equal(loadConfig({ ...base, REDIS_URL: 'redis://h:1/0', REKEY_REDIS_CLUSTER: '1' }).redisCluster, true);
+  assert.throws(() => loadConfig({ ...base, REDIS_URL: 'redis://h:1/3', REKEY_REDIS_CLUSTER: 'true' }), /REDIS_URL names a database, which Redis Cluster does not have/);
+  assert.throws(() => loadConfig({ ...base, REKEY_REDIS_CLUSTER: 'yes' }), /REKEY_REDIS_CLUSTER must be true or false/);
+});
+
 function cli(args: string[], env: NodeJS.ProcessEnv) {
   return spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { env, encoding: 'utf8' });
 }
