@@ -3,10 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { Cluster } from 'ioredis';
 import { QUEUE_NAME, queuePrefix } from '../../src/campaign/queue.js';
-import type { CampaignStore } from '../../src/campaign/store.js';
 import type { SeededObject } from '../../scripts/seed/seed.js';
-import { redisCluster, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertEndsClean, openCampaignSuite, seedPerMode, startCampaign, type Mode, type PerMode } from './support/campaign.js';
+import { redisCluster, strictS3 } from '../helpers/stack.js';
+import { assertEndsClean, openCampaignSuite, type CampaignSuite, seedPerMode, startCampaign, type Mode, type PerMode } from './support/campaign.js';
 import { ClusterMaster } from './support/cluster-master.js';
 import { WorkerFleet } from './support/fleet.js';
 
@@ -25,23 +24,22 @@ const KMS_RATE = LONG ? 40 : 8;
  * would leave them disagreeing.
  */
 describe('Redis Cluster masters restart in the middle of a rewrap and a rekey campaign', () => {
-  let stack: TestStack;
-  let store: CampaignStore;
-  let oldKey: TestKey;
-  let newKey: TestKey;
-  let buckets: PerMode<string>;
-  let seeded: PerMode<SeededObject[]>;
+  let run: CampaignSuite & { buckets: PerMode<string>; seeded: PerMode<SeededObject[]> };
 
   before(async () => {
-    ({ stack, store, oldKey, newKey } = await openCampaignSuite({ ...strictS3(), ...redisCluster() }));
-    ({ buckets, seeded } = await seedPerMode(stack, () => ({
-      count: PER_MODE, kmsKeyId: oldKey.keyId, sizes: [10, 5000, 200_000, 1, 70_000, 3, 900, 40_000],
-      objectsPerDataKey: 1, instructionFileEvery: 9, concurrency: 8,
-    })));
+    const suite = await openCampaignSuite({ ...strictS3(), ...redisCluster() });
+    run = {
+      ...suite,
+      ...(await seedPerMode(suite.stack, () => ({
+        count: PER_MODE, kmsKeyId: suite.oldKey.keyId, sizes: [10, 5000, 200_000, 1, 70_000, 3, 900, 40_000],
+        objectsPerDataKey: 1, instructionFileEvery: 9, concurrency: 8,
+      }))),
+    };
   });
-  after(() => stack.close());
+  after(() => run.stack.close());
 
   test('both campaigns complete with exact counts; every object has one outcome and decrypts to its original bytes', { timeout: 15 * 60_000 }, async () => {
+    const { stack, store, newKey, buckets, seeded } = run;
     assert.ok(stack.redis instanceof Cluster);
     const fleet = new WorkerFleet({ config: stack.config });
     try {

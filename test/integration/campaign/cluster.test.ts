@@ -5,27 +5,12 @@ import { Cluster } from 'ioredis';
 import { planCampaign } from '../../../src/campaign/planner.js';
 import { makeQueue } from '../../../src/campaign/queue.js';
 import { ScheduleStore } from '../../../src/campaign/schedule.js';
-import type { CampaignSpec } from '../../../src/campaign/spec.js';
 import { CampaignStore } from '../../../src/campaign/store.js';
 import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
 import { notRotated, rotated } from '../../../src/rotate/outcome.js';
 import { rekeyJson } from '../../helpers/cli.js';
+import { campaignSpec } from '../../helpers/spec.js';
 import { freshBucket, openStack, redisCluster, type TestStack } from '../../helpers/stack.js';
-
-function spec(sources: CampaignSpec['sources']): CampaignSpec {
-  return {
-    name: 'cluster',
-    mode: 'rewrap',
-    targetKey: 'alias/new',
-    targetKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/new',
-    sourceKeyArns: [],
-    targetFormat: 'same',
-    priority: 'scheduled',
-    sources,
-    kmsRequestsPerSecond: 1000,
-    batchSize: 10,
-  };
-}
 
 /** The master serving a slot, as `host:port`. */
 async function masterOf(cluster: Cluster, slot: number): Promise<string> {
@@ -67,7 +52,7 @@ describe('rekey on a Redis Cluster', () => {
     // Fixed ids, so the slots they hash to are the same on every run.
     const ids = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot'];
     for (const id of ids) {
-      await store.create(spec([]), id);
+      await store.create(campaignSpec([]), id);
       assert.equal(await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: 2 }), 'advanced');
       assert.equal(await store.record(id, rotated({ bucket: 'b', key: 'x' }, 'rewrap', { bytesRead: 1, bytesWritten: 1 })), true);
       assert.equal(await store.record(id, notRotated({ bucket: 'b', key: 'y' }, 'rewrap', 'tag-mismatch', 'bad tag')), true);
@@ -103,7 +88,7 @@ describe('rekey on a Redis Cluster', () => {
     await Promise.all(Array.from({ length: 25 }, (_, i) => stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `k/${i}`, Body: 'x' }))));
     const queue = makeQueue(stack.config, stack.redis);
     try {
-      const id = await store.create(spec([{ kind: 'listing', bucket, prefix: 'k/' }]));
+      const id = await store.create(campaignSpec([{ kind: 'listing', bucket, prefix: 'k/' }], { batchSize: 10 }));
       assert.equal(await planCampaign({ s3: stack.s3, store, queue }, id), 'complete');
       assert.equal((await store.status(id)).planned, 25);
       const counts = await queue.getJobCounts('waiting', 'prioritized');
@@ -118,7 +103,7 @@ describe('rekey on a Redis Cluster', () => {
 
   test('schedules are created, run and removed with their index in a slot of its own', async () => {
     const schedules = new ScheduleStore(stack.redis, stack.config.redisPrefix);
-    const schedule = { id: 's-cluster', spec: spec([]), everyMs: 60_000, minAgeMs: 0, createdAt: Date.now() };
+    const schedule = { id: 's-cluster', spec: campaignSpec([]), everyMs: 60_000, minAgeMs: 0, createdAt: Date.now() };
     await schedules.create(schedule);
     await schedules.addRun(schedule.id, { campaignId: 'run-1', firedAt: 1 });
     assert.deepEqual((await schedules.list()).map((s) => s.id), [schedule.id]);

@@ -4,26 +4,10 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { estimatePlan, planCampaign } from '../../../src/campaign/planner.js';
 import { makeQueue, refsOf, type BatchJob } from '../../../src/campaign/queue.js';
-import type { CampaignSpec } from '../../../src/campaign/spec.js';
 import { CampaignStore } from '../../../src/campaign/store.js';
 import { notRotated, rotated } from '../../../src/rotate/outcome.js';
+import { campaignSpec } from '../../helpers/spec.js';
 import { freshBucket, openStack, type TestStack } from '../../helpers/stack.js';
-
-function spec(sources: CampaignSpec['sources'], overrides: Partial<CampaignSpec> = {}): CampaignSpec {
-  return {
-    name: 'test',
-    mode: 'rewrap',
-    targetKey: 'alias/new',
-    targetKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/new',
-    sourceKeyArns: [],
-    targetFormat: 'same',
-    priority: 'scheduled',
-    sources,
-    kmsRequestsPerSecond: 100,
-    batchSize: 100,
-    ...overrides,
-  };
-}
 
 describe('campaign store and planner', () => {
   let stack: TestStack;
@@ -35,7 +19,7 @@ describe('campaign store and planner', () => {
   after(() => stack.close());
 
   test('each object counts once, by outcome and reason, and the campaign finishes when all are in', async () => {
-    const id = await store.create(spec([]));
+    const id = await store.create(campaignSpec([]));
     const a = { bucket: 'b', key: 'a' };
     const b = { bucket: 'b', key: 'b' };
     assert.equal(await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: 2 }), 'advanced');
@@ -64,7 +48,7 @@ describe('campaign store and planner', () => {
   });
 
   test('concurrent records of the same objects count each object exactly once', async () => {
-    const id = await store.create(spec([]));
+    const id = await store.create(campaignSpec([]));
     const refs = Array.from({ length: 200 }, (_, i) => ({ bucket: 'b', key: `k${i}` }));
     const limit = pLimit(32);
     const results = await Promise.all(
@@ -89,7 +73,7 @@ describe('campaign store and planner', () => {
 
     const queue = makeQueue(stack.config, stack.redis);
     try {
-      const id = await store.create(spec([{ kind: 'listing', bucket, prefix: 'p/' }]));
+      const id = await store.create(campaignSpec([{ kind: 'listing', bucket, prefix: 'p/' }]));
       await planCampaign({ s3: stack.s3, store, queue }, id);
       const status = await store.status(id);
       assert.equal(status.planned, 1234);
@@ -105,7 +89,7 @@ describe('campaign store and planner', () => {
       await planCampaign({ s3: stack.s3, store, queue }, id);
       assert.equal((await store.status(id)).planned, 1234, 'a finished plan is not planned again');
 
-      const estimate = await estimatePlan(stack.s3, spec([{ kind: 'listing', bucket, prefix: '' }]), {
+      const estimate = await estimatePlan(stack.s3, campaignSpec([{ kind: 'listing', bucket, prefix: '' }]), {
         bytesPerSecond: 1e8,
         objectsPerSecond: 100,
       });
@@ -123,7 +107,7 @@ describe('campaign store and planner', () => {
     await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifest.csv', Body: csv }));
     const queue = makeQueue(stack.config, stack.redis);
     try {
-      const id = await store.create(spec([{ kind: 'manifest', uri: `s3://${bucket}/manifest.csv` }]));
+      const id = await store.create(campaignSpec([{ kind: 'manifest', uri: `s3://${bucket}/manifest.csv` }]));
       await planCampaign({ s3: stack.s3, store, queue }, id);
       assert.equal((await store.status(id)).planned, 2);
       const jobs = (await queue.getJobs(['prioritized', 'waiting'])).filter((j) => (j.data as BatchJob).c === id);
