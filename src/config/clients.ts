@@ -28,6 +28,20 @@ export function makeKmsClient(config: Config, options: ClientOptions = {}): KMSC
 /** A connection to rekey's Redis: one server, or a Redis Cluster (`REKEY_REDIS_CLUSTER`). */
 export type RedisClient = Redis | Cluster;
 
+/**
+ * While a master is down or failing over, a command for its slots meets refused connections, MOVED
+ * back to it and CLUSTERDOWN, each a redirection: ioredis gives up after 16 (about 2 s), which would
+ * fail the command's object. rekey waits instead, as it waits out a single Redis restart, retrying
+ * every 100 ms; a master that restarts keeps its slots, so its connection is retried, not dropped.
+ */
+const WAIT_OUT_A_MASTER = {
+  maxRedirections: Number.POSITIVE_INFINITY,
+  retryDelayOnMoved: 100,
+  retryDelayOnClusterDown: 100,
+  retryDelayOnFailover: 100,
+  clusterNodeRetryStrategy: (times: number) => Math.min(100 * times, 2_000),
+} as const;
+
 export interface RedisClientOptions {
   /**
    * For checks: connect on the first command, try each command once and never reconnect, so an
@@ -48,9 +62,7 @@ export function makeRedis(config: Config, options: RedisClientOptions = {}): Red
   }
   const seed = new URL(config.redisUrl);
   return new Cluster([{ host: seed.hostname, port: Number(seed.port || 6379) }], {
-    ...(failFast ? { lazyConnect: true, clusterRetryStrategy: () => null } : {}),
-    // A master that restarts keeps its slots, so its connection is retried rather than dropped.
-    clusterNodeRetryStrategy: failFast ? null : (times) => Math.min(100 * times, 2_000),
+    ...(failFast ? { lazyConnect: true, clusterRetryStrategy: () => null } : WAIT_OUT_A_MASTER),
     // ElastiCache's TLS certificates name the configuration endpoint, not the nodes' addresses.
     ...(seed.protocol === 'rediss:' ? { dnsLookup: (address, lookup) => lookup(null, address) } : {}),
     redisOptions: {

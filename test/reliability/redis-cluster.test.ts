@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { Cluster } from 'ioredis';
 import { QUEUE_NAME, queuePrefix } from '../../src/campaign/queue.js';
 import type { SeededObject } from '../../scripts/seed/seed.js';
+import { campaignSpec } from '../helpers/spec.js';
 import { redisCluster, strictS3 } from '../helpers/stack.js';
 import { assertEndsClean, openCampaignSuite, type CampaignSuite, seedPerMode, startCampaign, type Mode, type PerMode } from './support/campaign.js';
 import { ClusterMaster } from './support/cluster-master.js';
@@ -37,6 +38,18 @@ describe('Redis Cluster masters restart in the middle of a rewrap and a rekey ca
     };
   });
   after(() => run.stack.close());
+
+  test('a command for the slots of a master that is down waits for it, however many redirections that takes', async () => {
+    const { stack, store } = run;
+    const id = await store.create(campaignSpec([]));
+    const master = await ClusterMaster.serving(stack.redis as Cluster, `{${id}}`);
+    await master.kill();
+    const status = store.status(id);
+    // ioredis gives up after 16 redirections, about 2 s of them.
+    await sleep(4_000);
+    await master.start();
+    assert.equal((await status).state, 'planning');
+  });
 
   test('both campaigns complete with exact counts; every object has one outcome and decrypts to its original bytes', { timeout: 15 * 60_000 }, async () => {
     const { stack, store, newKey, buckets, seeded } = run;

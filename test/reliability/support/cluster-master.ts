@@ -28,12 +28,20 @@ export class ClusterMaster {
   }
 
   async restart(downMs: number): Promise<void> {
+    await this.kill();
+    await sleep(downMs);
+    await this.start();
+    this.restarts += 1;
+  }
+
+  async kill(): Promise<void> {
     const pid = Number(/process_id:(\d+)/.exec(String(await this.command('INFO', 'server')))?.[1]);
     process.kill(pid, 'SIGKILL');
     while (await this.command('PING').catch(() => undefined)) await sleep(20);
-    await sleep(downMs);
+  }
+
+  async start(): Promise<void> {
     await promisify(execFile)('bash', [STACK_SCRIPT, 'up'], { env: process.env });
-    this.restarts += 1;
   }
 
   private command(name: string, ...args: string[]): Promise<unknown> {
