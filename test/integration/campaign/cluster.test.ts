@@ -8,7 +8,8 @@ import { ScheduleStore } from '../../../src/campaign/schedule.js';
 import { CampaignStore } from '../../../src/campaign/store.js';
 import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
 import { notRotated, rotated } from '../../../src/rotate/outcome.js';
-import { rekeyJson } from '../../helpers/cli.js';
+import { loadConfig, type Config } from '../../../src/config/config.js';
+import { rekey } from '../../helpers/cli.js';
 import { campaignSpec } from '../../helpers/spec.js';
 import { freshBucket, openStack, redisCluster, type TestStack } from '../../helpers/stack.js';
 
@@ -112,10 +113,18 @@ describe('rekey on a Redis Cluster', () => {
     assert.deepEqual(await schedules.runs(schedule.id), []);
   });
 
-  test('rekey doctor checks every master', async () => {
-    const checks = await rekeyJson<{ part: string; ok: boolean; detail: string }[]>(stack.config, ['doctor', '--json']);
-    const redis = checks.find((c) => c.part === 'redis');
-    assert.equal(redis?.ok, true, redis?.detail);
-    assert.match(redis.detail, /Redis Cluster of 3 masters, maxmemory-policy noeviction/);
+  test('rekey doctor checks every master, and says when REKEY_REDIS_CLUSTER does not match the Redis', async () => {
+    const doctor = async (config: Config) => {
+      const r = await rekey(config, ['doctor', '--json']);
+      return (JSON.parse(r.stdout) as { part: string; ok: boolean; detail: string }[]).find((c) => c.part === 'redis')!;
+    };
+    const ok = await doctor(stack.config);
+    assert.equal(ok.ok, true, ok.detail);
+    assert.match(ok.detail, /Redis Cluster of 3 masters, maxmemory-policy noeviction/);
+    const unflagged = await doctor({ ...stack.config, redisCluster: false });
+    assert.deepEqual(unflagged, { part: 'redis', ok: false, detail: `${stack.config.redisUrl} is a Redis Cluster node: set REKEY_REDIS_CLUSTER=true` });
+    const single = await doctor({ ...stack.config, redisUrl: loadConfig().redisUrl });
+    assert.equal(single.ok, false);
+    assert.match(single.detail, /cluster support disabled/);
   });
 });
