@@ -110,10 +110,10 @@ async function redisUsedMemory(redis: ReturnType<typeof makeRedis>): Promise<num
 }
 
 async function dropPrefix(config: Config): Promise<void> {
-  const queue = makeQueue(config);
+  const redis = makeRedis(config);
+  const queue = makeQueue(config, redis);
   await queue.obliterate({ force: true });
   await queue.close();
-  const redis = makeRedis(config);
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisPrefix}:*`, 'COUNT', 1000);

@@ -10,7 +10,11 @@
 #   scripts/stack.sh status    health of each part
 #   scripts/stack.sh env       the environment to export, e.g. eval "$(scripts/stack.sh env)"
 # Ports and the state folder are configurable: REKEY_REDIS_PORT, REKEY_MOTO_PORT, REKEY_PROMETHEUS_PORT,
-# REKEY_VERSITYGW_PORT, REKEY_LOCAL_KMS_PORT, REKEY_STACK_DIR. Running `up` twice is harmless: a healthy part is left as it is.
+# REKEY_VERSITYGW_PORT, REKEY_LOCAL_KMS_PORT, REKEY_REDIS_CLUSTER_PORTS (comma-separated, the cluster
+# bus of each is its port + 10000), REKEY_STACK_DIR. Running `up` twice is harmless: a healthy part is left as it is.
+# Beside the single Redis, a 3-master Redis Cluster (no replicas) stands in for ElastiCache/MemoryDB in
+# cluster mode; its nodes fsync every write (appendfsync always), so a killed and restarted master
+# comes back with every write it acknowledged, as MemoryDB's durable log promises.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +25,7 @@ PROMETHEUS_PORT="${REKEY_PROMETHEUS_PORT:-9099}"
 VERSITYGW_PORT="${REKEY_VERSITYGW_PORT:-7070}"
 VERSITYGW_VERSION=v1.8.0
 LOCAL_KMS_PORT="${REKEY_LOCAL_KMS_PORT:-4599}"
+IFS=, read -r -a CLUSTER_PORTS <<<"${REKEY_REDIS_CLUSTER_PORTS:-6391,6392,6393}"
 # local-kms tags no Go-style versions; this pseudo-version is its commit of 2026-02-28.
 LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
 HOST=127.0.0.1
@@ -81,6 +86,7 @@ alive() { local f="$STACK_DIR/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/d
 healthy() {
   case "$1" in
     redis) redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG ;;
+    redis-cluster-*) redis-cli -h "$HOST" -p "${1#redis-cluster-}" ping 2>/dev/null | grep -q PONG ;;
     moto) curl -fsS -m 10 -o /dev/null "http://$HOST:$MOTO_PORT/" 2>/dev/null ;;
     prometheus) curl -fsS -m 10 -o /dev/null "http://$HOST:$PROMETHEUS_PORT/-/ready" 2>/dev/null ;;
     versitygw) [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$VERSITYGW_PORT/" 2>/dev/null)" = 403 ] ;;
@@ -124,10 +130,43 @@ scrape_configs:
 EOF
 }
 
+cluster_nodes() { local p; for p in "${CLUSTER_PORTS[@]}"; do printf '%s:%s ' "$HOST" "$p"; done; }
+
+cluster_ok() {
+  local p
+  for p in "${CLUSTER_PORTS[@]}"; do
+    redis-cli -h "$HOST" -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
+  done
+}
+
+# Starts the cluster's nodes; the first `up` joins them into one cluster, later ones find it in nodes.conf.
+# Slots stay served while another master is down (cluster-require-full-coverage no, as on ElastiCache).
+cluster_up() {
+  local p dir i
+  [ ${#CLUSTER_PORTS[@]} -eq 3 ] || die "REKEY_REDIS_CLUSTER_PORTS must name 3 ports, e.g. 6391,6392,6393"
+  for p in "${CLUSTER_PORTS[@]}"; do
+    dir="$STACK_DIR/redis-cluster/$p"
+    mkdir -p "$dir"
+    spawn "redis-cluster-$p" redis-server --bind "$HOST" --port "$p" --dir "$dir" --protected-mode yes \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+      --cluster-require-full-coverage no --appendonly yes --appendfsync always --save '' \
+      --maxmemory-policy noeviction
+  done
+  if ! redis-cli -h "$HOST" -p "${CLUSTER_PORTS[0]}" cluster info 2>/dev/null | grep -q '^cluster_slots_assigned:16384'; then
+    log "redis-cli --cluster create $(cluster_nodes)"
+    # shellcheck disable=SC2046
+    redis-cli --cluster create $(cluster_nodes) --cluster-replicas 0 --cluster-yes >"$STACK_DIR/redis-cluster/create.log" 2>&1 \
+      || die "redis-cli --cluster create failed; see $STACK_DIR/redis-cluster/create.log"
+  fi
+  for i in $(seq 1 150); do cluster_ok && return 0; sleep 0.2; done
+  die "the Redis Cluster on ports ${CLUSTER_PORTS[*]} is not ok after 30 s; see $STACK_DIR/redis-cluster-*.log"
+}
+
 cmd_up() {
   cmd_install
   spawn redis redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
     --maxmemory-policy noeviction --dir "$STACK_DIR" --protected-mode yes
+  cluster_up
   spawn moto "$VENV/bin/moto_server" -H "$HOST" -p "$MOTO_PORT"
   mkdir -p "$STACK_DIR/versitygw/data" "$STACK_DIR/versitygw/versions"
   spawn versitygw "$STACK_DIR/bin/versitygw" --port "$HOST:$VERSITYGW_PORT" --access test --secret test \
@@ -144,7 +183,7 @@ cmd_up() {
 
 cmd_down() {
   local name pid
-  for name in prometheus local-kms versitygw moto redis; do
+  for name in prometheus local-kms versitygw moto redis "${CLUSTER_PORTS[@]/#/redis-cluster-}"; do
     alive "$name" || { rm -f "$STACK_DIR/$name.pid"; continue; }
     pid="$(cat "$STACK_DIR/$name.pid")"
     kill "$pid" 2>/dev/null || true
@@ -160,6 +199,7 @@ cmd_status() {
   for name in redis moto versitygw local-kms prometheus; do
     if healthy "$name"; then echo "$name: healthy"; else echo "$name: down"; rc=1; fi
   done
+  if cluster_ok; then echo "redis-cluster: healthy"; else echo "redis-cluster: down"; rc=1; fi
   return $rc
 }
 
@@ -171,6 +211,8 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_ENDPOINT_URL_S3=http://$HOST:$MOTO_PORT
 export AWS_ENDPOINT_URL_KMS=http://$HOST:$MOTO_PORT
 export REDIS_URL=redis://$HOST:$REDIS_PORT
+export REKEY_REDIS_CLUSTER_URL=redis://$HOST:${CLUSTER_PORTS[0]}
+export REKEY_REDIS_CLUSTER_PORTS=$(IFS=,; echo "${CLUSTER_PORTS[*]}")
 export REKEY_STRICT_S3_ENDPOINT=http://$HOST:$VERSITYGW_PORT
 export REKEY_LOCAL_KMS_ENDPOINT=http://$HOST:$LOCAL_KMS_PORT
 export REKEY_PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT

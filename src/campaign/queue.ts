@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import type { RedisClient } from '../config/clients.js';
 import type { Config } from '../config/config.js';
 import type { ObjectRef } from '../rotate/outcome.js';
 import { jobPriority, type Priority } from './spec.js';
@@ -19,12 +20,30 @@ export interface BatchJob {
   readonly a?: number;
 }
 
-export function connectionOf(config: Config): ConnectionOptions {
-  return { url: config.redisUrl, maxRetriesPerRequest: null } as ConnectionOptions;
+/**
+ * Where BullMQ connects. On one Redis, options: BullMQ makes and closes its own connections. A
+ * cluster must be handed over as a client, which BullMQ shares without closing: `redis`, whose owner
+ * closes it after the queues and workers on it (BullMQ duplicates it for its blocking connections).
+ */
+export function connectionOf(config: Config, redis: RedisClient): ConnectionOptions {
+  return config.redisCluster ? redis : ({ url: config.redisUrl, maxRetriesPerRequest: null } as ConnectionOptions);
 }
 
-export function makeQueue(config: Config): Queue<BatchJob> {
-  return new Queue<BatchJob>(QUEUE_NAME, { connection: connectionOf(config), prefix: config.redisPrefix });
+/**
+ * BullMQ's scripts span a queue's keys, so on a cluster they carry one hash tag, as BullMQ documents:
+ * the prefix in braces. Only the queues' keys: rekey's own carry their campaign's or schedule's tag.
+ */
+export function queuePrefix(config: Config): string {
+  return config.redisCluster ? `{${config.redisPrefix}}` : config.redisPrefix;
+}
+
+/** A queue of rekey's on `redis` (see connectionOf for who closes what). */
+export function openQueue<T>(name: string, config: Config, redis: RedisClient): Queue<T> {
+  return new Queue<T>(name, { connection: connectionOf(config, redis), prefix: queuePrefix(config) });
+}
+
+export function makeQueue(config: Config, redis: RedisClient): Queue<BatchJob> {
+  return openQueue<BatchJob>(QUEUE_NAME, config, redis);
 }
 
 export function refsOf(job: BatchJob): ObjectRef[] {
@@ -93,8 +112,8 @@ export interface VerifyJob {
   readonly c: string;
 }
 
-export function makeVerifyQueue(config: Config): Queue<VerifyJob> {
-  return new Queue<VerifyJob>(VERIFY_QUEUE_NAME, { connection: connectionOf(config), prefix: config.redisPrefix });
+export function makeVerifyQueue(config: Config, redis: RedisClient): Queue<VerifyJob> {
+  return openQueue<VerifyJob>(VERIFY_QUEUE_NAME, config, redis);
 }
 
 /**

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../config/clients.js';
 import type { Config } from '../config/config.js';
 import { RekeyError } from '../errors.js';
 import { planCampaign, type PlanDeps } from './planner.js';
-import { connectionOf } from './queue.js';
+import { openQueue } from './queue.js';
 import { ageCutoff, type CampaignSpec, type CampaignState } from './spec.js';
 
 /**
@@ -42,8 +42,8 @@ export interface ScheduleRun {
   readonly firedAt: number;
 }
 
-export function makePlanQueue(config: Config): Queue<ScheduleJob> {
-  return new Queue<ScheduleJob>(PLAN_QUEUE_NAME, { connection: connectionOf(config), prefix: config.redisPrefix });
+export function makePlanQueue(config: Config, redis: RedisClient): Queue<ScheduleJob> {
+  return openQueue<ScheduleJob>(PLAN_QUEUE_NAME, config, redis);
 }
 
 export function newScheduleId(): string {
@@ -58,7 +58,7 @@ export function runCampaignId(scheduleId: string, firedAt: number): string {
 /** Schedules and their runs in Redis, beside the campaigns. */
 export class ScheduleStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 
@@ -94,7 +94,9 @@ export class ScheduleStore {
 
   /** Forgets the schedule; its runs stay campaigns of their own. */
   async remove(id: string): Promise<boolean> {
-    const [[, removed]] = (await this.redis.multi().del(this.key(id)).del(this.runsKey(id)).zrem(this.index, id).exec()) as [[unknown, number]];
+    const [[, removed]] = (await this.redis.multi().del(this.key(id)).del(this.runsKey(id)).exec()) as [[unknown, number]];
+    // The index lives in a slot of its own; list() skips an id whose schedule is gone meanwhile.
+    await this.redis.zrem(this.index, id);
     return removed === 1;
   }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { RedisClient } from '../config/clients.js';
 import { RekeyError } from '../errors.js';
 import type { WriteIntent } from '../rotate/intent.js';
 import type { ObjectOutcome, ObjectRef } from '../rotate/outcome.js';
@@ -16,7 +17,7 @@ import type { CampaignSpec, CampaignState, CampaignStatus, PlanActivity, Verific
  */
 export class CampaignStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {
     defineScripts(redis);
@@ -49,11 +50,9 @@ export class CampaignStore {
     const created = await this.redis.hsetnx(k.main, 'spec', JSON.stringify(spec));
     /* Precondition: a campaign id names one campaign for ever. */
     if (created !== 1) throw new RekeyError('internal', `campaign ${id} exists already`);
-    await this.redis
-      .multi()
-      .hset(k.main, { state: 'planning', createdAt: now, planned: 0, done: 0, rotated: 0, skipped: 0, failed: 0, bytesRead: 0, bytesWritten: 0, planComplete: 0, skipVerification: spec.skipVerification ? 1 : 0 })
-      .zadd(this.index, String(now), id)
-      .exec();
+    await this.redis.hset(k.main, { state: 'planning', createdAt: now, planned: 0, done: 0, rotated: 0, skipped: 0, failed: 0, bytesRead: 0, bytesWritten: 0, planComplete: 0, skipVerification: spec.skipVerification ? 1 : 0 });
+    // The index lives in a slot of its own, so it is written apart from the campaign's keys.
+    await this.redis.zadd(this.index, String(now), id);
     return id;
   }
 
@@ -371,7 +370,7 @@ local function finish_if_done(main, now)
 end
 `;
 
-function defineScripts(redis: Redis): void {
+function defineScripts(redis: RedisClient): void {
   if ((redis as unknown as Partial<ScriptedRedis>).rekeyRecordBatch) return;
   // KEYS: main, reasons, batches (markers), the batch's rows hash, its intents hash, source keys.
   // ARGV: batch id, now, done, rotated, skipped, failed, bytesRead, bytesWritten, n reasons,

@@ -1,9 +1,8 @@
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { DelayedError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
-import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
+import { makeKmsClient, makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
 import { CipherPool } from '../crypto/pool.js';
 import { KmsBatcher } from '../kms/batcher.js';
 import { RedisRateLimiter } from '../kms/rate-limiter.js';
@@ -16,7 +15,7 @@ import { Rekeyer } from '../rotate/rekey.js';
 import { Rewrapper } from '../rotate/rewrap.js';
 import { rotationTarget } from '../rotate/target.js';
 import { processBatch, type BatchRotator, type ProcessorDeps, type ProcessorOptions } from './processor.js';
-import { connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, requestVerification, VERIFY_QUEUE_NAME, type BatchJob, type VerifyJob } from './queue.js';
+import { connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, queuePrefix, requestVerification, VERIFY_QUEUE_NAME, type BatchJob, type VerifyJob } from './queue.js';
 import { openReportStore } from './report-store.js';
 import { verifyCampaign } from './verify.js';
 import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from './schedule.js';
@@ -62,7 +61,7 @@ export class CampaignWorker {
   readonly s3: S3Client;
   readonly kms: KMSClient;
   readonly pool: CipherPool;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly store: CampaignStore;
   private readonly queue;
   private readonly worker: Worker<BatchJob>;
@@ -84,13 +83,13 @@ export class CampaignWorker {
     this.kms = makeKmsClient(config, { maxAttempts: 1 });
     this.redis = makeRedis(config);
     this.store = new CampaignStore(this.redis, config.redisPrefix);
-    this.queue = makeQueue(config);
-    this.verifyQueue = makeVerifyQueue(config);
+    this.queue = makeQueue(config, this.redis);
+    this.verifyQueue = makeVerifyQueue(config, this.redis);
     this.pool = new CipherPool(options.threads === undefined ? {} : { threads: options.threads });
     const lockDuration = options.lockDurationMs ?? 30_000;
     const shared = {
-      connection: connectionOf(config),
-      prefix: config.redisPrefix,
+      connection: connectionOf(config, this.redis),
+      prefix: queuePrefix(config),
       lockDuration,
       // A killed worker's jobs are found by this check; it runs as often as a lock may live.
       stalledInterval: lockDuration,

@@ -5,15 +5,15 @@ import { openReportStore } from '../campaign/report-store.js';
 import { retryFailed } from '../campaign/retry.js';
 import type { CampaignState } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
-import { makeRedis, makeS3Client } from '../config/clients.js';
+import { makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { describeStatus, progressOf, watchCampaign } from './status-view.js';
 
-async function withStore<T>(config: Config, fn: (store: CampaignStore) => Promise<T>): Promise<T> {
+async function withStore<T>(config: Config, fn: (store: CampaignStore, redis: RedisClient) => Promise<T>): Promise<T> {
   const redis = makeRedis(config);
   try {
-    return await fn(new CampaignStore(redis, config.redisPrefix));
+    return await fn(new CampaignStore(redis, config.redisPrefix), redis);
   } finally {
     await redis.quit();
   }
@@ -80,10 +80,10 @@ export function registerControl(program: Command): void {
     .description('Queue the failed objects of a campaign again')
     .action(async (id: string) => {
       const config = loadConfig();
-      await withStore(config, async (store) => {
+      await withStore(config, async (store, redis) => {
         await requireCampaign(store, id);
         const spec = await store.spec(id);
-        const queue = makeQueue(config);
+        const queue = makeQueue(config, redis);
         const s3 = makeS3Client(config);
         let queued: number;
         try {

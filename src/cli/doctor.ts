@@ -1,6 +1,7 @@
 import { ListKeysCommand } from '@aws-sdk/client-kms';
 import { ListBucketsCommand } from '@aws-sdk/client-s3';
 import type { Command } from 'commander';
+import { Cluster } from 'ioredis';
 import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 
@@ -11,17 +12,28 @@ export interface Check {
 }
 
 async function checkRedis(config: Config): Promise<Check> {
-  const redis = makeRedis(config, { maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => null });
+  const redis = makeRedis(config, { failFast: true });
+  // A cluster client's connect() says only that no node answered; its error events say why.
+  let why: Error | undefined;
+  redis.on('error', (err: Error & { lastNodeError?: Error }) => (why = err.lastNodeError ?? err));
   try {
     await redis.connect();
-    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
-    /* Precondition: BullMQ loses jobs if Redis may evict keys. */
-    if (policy !== 'noeviction') {
-      return { part: 'redis', ok: false, detail: `maxmemory-policy is ${policy}; BullMQ needs noeviction` };
+    const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
+    /* Precondition: a cluster is reached through a cluster client, or commands meet MOVED. */
+    if (!(redis instanceof Cluster) && /^cluster_enabled:1/m.test(await redis.info('cluster'))) {
+      return { part: 'redis', ok: false, detail: `${config.redisUrl} is a Redis Cluster node: set REKEY_REDIS_CLUSTER=true` };
     }
-    return { part: 'redis', ok: true, detail: `${config.redisUrl} (maxmemory-policy noeviction)` };
+    const policies = await Promise.all(nodes.map(async (node) => ((await node.config('GET', 'maxmemory-policy')) as [string, string])[1]));
+    const evicting = policies.find((policy) => policy !== 'noeviction');
+    /* Precondition: BullMQ loses jobs if Redis may evict keys. */
+    if (evicting !== undefined) {
+      return { part: 'redis', ok: false, detail: `maxmemory-policy is ${evicting}; BullMQ needs noeviction` };
+    }
+    const what = redis instanceof Cluster ? `Redis Cluster of ${nodes.length} masters, ` : '';
+    return { part: 'redis', ok: true, detail: `${config.redisUrl} (${what}maxmemory-policy noeviction)` };
   } catch (err) {
-    return { part: 'redis', ok: false, detail: `${config.redisUrl}: ${(err as Error).message}` };
+    const cause = why && why.message !== (err as Error).message ? ` (${why.message})` : '';
+    return { part: 'redis', ok: false, detail: `${config.redisUrl}: ${(err as Error).message}${cause}` };
   } finally {
     redis.disconnect();
   }

@@ -15,7 +15,7 @@ export function registerPlan(program: Command): void {
       const config = loadConfig();
       const redis = makeRedis(config);
       const s3 = makeS3Client(config);
-      const queue = makeQueue(config);
+      const queue = makeQueue(config, redis);
       try {
         const store = new CampaignStore(redis, config.redisPrefix);
         if (!(await store.exists(id))) throw new ConfigError(`no campaign ${id}: run rekey status to list campaigns`);

@@ -10,7 +10,7 @@ import { formatDurationFlag } from './options.js';
 
 async function withSchedules<T>(config: Config, fn: (deps: ScheduleDeps & { campaigns: CampaignStore }) => Promise<T>): Promise<T> {
   const redis = makeRedis(config);
-  const planQueue = makePlanQueue(config);
+  const planQueue = makePlanQueue(config, redis);
   try {
     return await fn({ schedules: new ScheduleStore(redis, config.redisPrefix), planQueue, campaigns: new CampaignStore(redis, config.redisPrefix) });
   } finally {

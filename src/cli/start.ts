@@ -82,7 +82,7 @@ async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrai
   const spec = await specFrom(config, flags, command);
   const s3 = makeS3Client(config);
   const redis = makeRedis(config);
-  const queue = makeQueue(config);
+  const queue = makeQueue(config, redis);
   try {
     if (flags.dryRun) {
       const e = await estimatePlan(s3, spec, ESTIMATE_RATES);

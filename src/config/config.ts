@@ -13,6 +13,11 @@ export interface Config {
   /** Emulators (moto, MinIO) need path-style addressing; AWS does not. */
   readonly s3ForcePathStyle: boolean;
   readonly redisUrl: string;
+  /**
+   * Redis Cluster (ElastiCache/MemoryDB cluster mode): `redisUrl` is then one node to discover the
+   * cluster from, e.g. the configuration endpoint.
+   */
+  readonly redisCluster: boolean;
   /** Every Redis key rekey writes starts with this, so several deployments can share one Redis. */
   readonly redisPrefix: string;
   readonly logLevel: LogLevel;
@@ -40,6 +45,7 @@ const envSchema = z.object({
   REDIS_URL: z
     .string({ error: 'REDIS_URL is not set: export REDIS_URL=redis://127.0.0.1:6379' })
     .regex(/^rediss?:\/\//, { error: 'REDIS_URL must start with redis:// or rediss://, e.g. redis://127.0.0.1:6379' }),
+  REKEY_REDIS_CLUSTER: booleanFlag('REKEY_REDIS_CLUSTER').default(false),
   REKEY_REDIS_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'REKEY_REDIS_PREFIX may hold letters, digits, _ . - (at most 64)' })
@@ -57,6 +63,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(parsed.error.issues.map((issue) => issue.message).join('\n'));
   }
   const e = parsed.data;
+  /* Precondition: a Redis Cluster has only database 0. */
+  if (e.REKEY_REDIS_CLUSTER && !['', '/', '/0'].includes(URL.parse(e.REDIS_URL)?.pathname ?? '')) {
+    throw new ConfigError('REDIS_URL names a database, which Redis Cluster does not have: drop the /N from it, e.g. rediss://clustercfg.example.cache.amazonaws.com:6379');
+  }
   const s3Endpoint = e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL;
   return {
     region: e.AWS_REGION,
@@ -64,6 +74,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     kmsEndpoint: e.AWS_ENDPOINT_URL_KMS ?? e.AWS_ENDPOINT_URL,
     s3ForcePathStyle: e.REKEY_S3_FORCE_PATH_STYLE ?? s3Endpoint !== undefined,
     redisUrl: e.REDIS_URL,
+    redisCluster: e.REKEY_REDIS_CLUSTER,
     redisPrefix: e.REKEY_REDIS_PREFIX,
     logLevel: e.REKEY_LOG_LEVEL,
     auditLog: e.REKEY_AUDIT_LOG,

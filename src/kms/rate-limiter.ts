@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /** Anything that paces KMS calls; `acquire` resolves when the caller may make one call. */
 export interface RateLimiter {
@@ -8,7 +8,7 @@ export interface RateLimiter {
 
 export interface RedisRateLimiterOptions {
   /** A connection that waits out a Redis restart (`makeRedis`: `maxRetriesPerRequest: null`). */
-  readonly redis: Redis;
+  readonly redis: Redis | Cluster;
   readonly prefix: string;
   readonly campaign: string;
   /** Calls per second for the whole campaign, summed over every worker process. */
@@ -46,7 +46,7 @@ redis.call('SET', KEYS[1], string.format('%.0f', math.ceil(nextTat)), 'PX', math
 return wait
 `;
 
-type ReservingRedis = Redis & {
+type ReservingRedis = (Redis | Cluster) & {
   [COMMAND](key: string, intervalMicros: number, toleranceMicros: number): Promise<number>;
 };
 

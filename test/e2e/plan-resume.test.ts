@@ -35,7 +35,7 @@ async function writeManifest(path: string, rows: number): Promise<string[]> {
 
 /** Every object key in the campaign's queued jobs, as many times as it is queued. */
 async function queuedKeys(stack: TestStack, id: string): Promise<Map<string, number>> {
-  const queue = makeQueue(stack.config);
+  const queue = makeQueue(stack.config, stack.redis);
   try {
     const counts = new Map<string, number>();
     for (let start = 0; ; start += 1000) {
@@ -73,7 +73,7 @@ describe('a plan interrupted mid-way resumes and plans every object exactly once
     keys = await writeManifest(manifest, ROWS);
   });
   after(async () => {
-    const queue = makeQueue(stack.config);
+    const queue = makeQueue(stack.config, stack.redis);
     await queue.obliterate({ force: true });
     await queue.close();
     await rm(dir, { recursive: true, force: true });
@@ -129,7 +129,7 @@ describe('a plan interrupted mid-way resumes and plans every object exactly once
       batchSize: 100,
       reportTo: '/tmp/rekey-test-reports',
     });
-    const queues = [makeQueue(stack.config), makeQueue(stack.config)];
+    const queues = [makeQueue(stack.config, stack.redis), makeQueue(stack.config, stack.redis)];
     try {
       const results = await Promise.all(queues.map((queue) => planCampaign({ s3: stack.s3, store, queue }, id, { pageSize: 2000 })));
       assert.deepEqual([...results].sort(), ['complete', 'superseded'], 'the planner that lost a page stops and leaves the plan to the other');

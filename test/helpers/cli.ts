@@ -9,6 +9,8 @@ const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 export function cliEnv(config: Config, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
     ...process.env,
+    REDIS_URL: config.redisUrl,
+    REKEY_REDIS_CLUSTER: String(config.redisCluster),
     REKEY_REDIS_PREFIX: config.redisPrefix,
     AWS_ENDPOINT_URL_S3: config.s3Endpoint,
     AWS_ENDPOINT_URL_KMS: config.kmsEndpoint,

@@ -34,6 +34,13 @@ export function strictS3(): Partial<Config> {
   return { s3Endpoint: endpoint, s3ForcePathStyle: true };
 }
 
+/** The stack's 3-master Redis Cluster, which stands in for ElastiCache/MemoryDB in cluster mode. */
+export function redisCluster(): Partial<Config> {
+  const url = process.env.REKEY_REDIS_CLUSTER_URL;
+  if (!url) throw new Error('REKEY_REDIS_CLUSTER_URL is not set: run the tests through npm test');
+  return { redisUrl: url, redisCluster: true };
+}
+
 export function openStack(overrides: Partial<Config> = {}): TestStack {
   const config = testConfig(overrides);
   const s3 = makeS3Client(config);

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { buildProgram } from '../../src/cli/program.js';
+import { Cluster } from 'ioredis';
+import { makeRedis } from '../../src/config/clients.js';
 import { loadConfig } from '../../src/config/config.js';
 import { ConfigError } from '../../src/errors.js';
 
@@ -29,6 +31,28 @@ test('every missing or bad setting is named, with what to do', () => {
       return true;
     },
   );
+});
+
+test('REKEY_REDIS_CLUSTER takes REDIS_URL as a node to discover the cluster from, which has no database number', () => {
+  assert.equal(loadConfig(base).redisCluster, false);
+  const c = loadConfig({ ...base, REDIS_URL: 'rediss://user:pw@clustercfg.example:6379', REKEY_REDIS_CLUSTER: 'true' });
+  assert.equal(c.redisCluster, true);
+  assert.equal(c.redisUrl, 'rediss://user:pw@clustercfg.example:6379');
+  assert.equal(loadConfig({ ...base, REDIS_URL: 'redis://h:1/0', REKEY_REDIS_CLUSTER: '1' }).redisCluster, true);
+  assert.throws(() => loadConfig({ ...base, REDIS_URL: 'redis://h:1/3', REKEY_REDIS_CLUSTER: 'true' }), /REDIS_URL names a database, which Redis Cluster does not have/);
+  assert.throws(() => loadConfig({ ...base, REKEY_REDIS_CLUSTER: 'yes' }), /REKEY_REDIS_CLUSTER must be true or false/);
+});
+
+test('a rediss:// cluster URL connects every node with TLS and the credentials of the URL', () => {
+  const cluster = makeRedis(loadConfig({ ...base, REDIS_URL: 'rediss://app:p%40ss@clustercfg.example:6380', REKEY_REDIS_CLUSTER: 'true' }), { failFast: true });
+  try {
+    assert.ok(cluster instanceof Cluster);
+    const { tls, username, password } = cluster.options.redisOptions ?? {};
+    assert.deepEqual({ tls, username, password }, { tls: {}, username: 'app', password: 'p@ss' });
+    assert.equal(typeof cluster.options.dnsLookup, 'function', 'nodes are connected by the names their certificates carry');
+  } finally {
+    cluster.disconnect();
+  }
 });
 
 function cli(args: string[], env: NodeJS.ProcessEnv) {

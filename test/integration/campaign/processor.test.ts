@@ -71,7 +71,7 @@ describe('processBatch records each outcome as its object settles', () => {
     await store.completePlan(id);
 
     const proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
-    const queue = makeQueue(stack.config);
+    const queue = makeQueue(stack.config, stack.redis);
     const kms = new KmsBatcher({
       kms: stack.kms,
       limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: id, ratePerSecond: 1000 }),
@@ -130,7 +130,7 @@ describe('processBatch records each outcome as its object settles', () => {
       }
       assert.equal((await flight.load()).intents.size, keys.length);
 
-      const queue = makeQueue(stack.config);
+      const queue = makeQueue(stack.config, stack.redis);
       const reports = openReportStore(stack.s3, reportDir, id);
       try {
         const result = await processBatch({ s3: stack.s3, store, queue, rotatorFor: () => rotator, reportsFor: () => reports }, { c: id, b: bucket, k: keys }, 'crashed');

@@ -4,27 +4,10 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { estimatePlan, planCampaign } from '../../../src/campaign/planner.js';
 import { makeQueue, refsOf, type BatchJob } from '../../../src/campaign/queue.js';
-import type { CampaignSpec } from '../../../src/campaign/spec.js';
 import { CampaignStore } from '../../../src/campaign/store.js';
 import { notRotated, rotated } from '../../../src/rotate/outcome.js';
+import { campaignSpec } from '../../helpers/spec.js';
 import { freshBucket, openStack, type TestStack } from '../../helpers/stack.js';
-
-function spec(sources: CampaignSpec['sources'], overrides: Partial<CampaignSpec> = {}): CampaignSpec {
-  return {
-    name: 'test',
-    mode: 'rewrap',
-    targetKey: 'alias/new',
-    targetKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/new',
-    sourceKeyArns: [],
-    targetFormat: 'same',
-    priority: 'scheduled',
-    sources,
-    kmsRequestsPerSecond: 100,
-    batchSize: 100,
-    reportTo: '/tmp/rekey-test-reports',
-    ...overrides,
-  };
-}
 
 describe('campaign store and planner', () => {
   let stack: TestStack;
@@ -36,7 +19,7 @@ describe('campaign store and planner', () => {
   after(() => stack.close());
 
   test('a batch counts once, by outcome and reason; the campaign then awaits its closing verification', async () => {
-    const id = await store.create(spec([]));
+    const id = await store.create(campaignSpec([]));
     const a = { bucket: 'b', key: 'a' };
     const b = { bucket: 'b', key: 'b' };
     assert.equal(await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: 2 }), 'advanced');
@@ -79,7 +62,7 @@ describe('campaign store and planner', () => {
   });
 
   test('a campaign that skips its verification is done when its last batch is recorded', async () => {
-    const id = await store.create(spec([], { skipVerification: true }));
+    const id = await store.create(campaignSpec([], { skipVerification: true }));
     await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: 1 });
     await store.completePlan(id);
     assert.equal(await store.recordBatch(id, 'only', [rotated({ bucket: 'b', key: 'k' }, 'rewrap', {})]), 'recorded');
@@ -89,7 +72,7 @@ describe('campaign store and planner', () => {
   });
 
   test('concurrent records of the same batches count each batch exactly once', async () => {
-    const id = await store.create(spec([]));
+    const id = await store.create(campaignSpec([]));
     const batches = Array.from({ length: 50 }, (_, i) => ({ id: `b${i}`, rows: Array.from({ length: 4 }, (_, j) => rotated({ bucket: 'b', key: `k${i}-${j}` }, 'rewrap', {})) }));
     const limit = pLimit(32);
     const results = await Promise.all([...batches, ...batches, ...batches].map((batch) => limit(() => store.recordBatch(id, batch.id, batch.rows))));
@@ -110,9 +93,9 @@ describe('campaign store and planner', () => {
     );
     await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'other/x', Body: 'x' }));
 
-    const queue = makeQueue(stack.config);
+    const queue = makeQueue(stack.config, stack.redis);
     try {
-      const id = await store.create(spec([{ kind: 'listing', bucket, prefix: 'p/' }]));
+      const id = await store.create(campaignSpec([{ kind: 'listing', bucket, prefix: 'p/' }]));
       await planCampaign({ s3: stack.s3, store, queue }, id);
       const status = await store.status(id);
       // Entries named .instruction are planned too: the worker tells an instruction file by its body.
@@ -130,7 +113,7 @@ describe('campaign store and planner', () => {
       await planCampaign({ s3: stack.s3, store, queue }, id);
       assert.equal((await store.status(id)).planned, 1239, 'a finished plan is not planned again');
 
-      const estimate = await estimatePlan(stack.s3, spec([{ kind: 'listing', bucket, prefix: '' }]), {
+      const estimate = await estimatePlan(stack.s3, campaignSpec([{ kind: 'listing', bucket, prefix: '' }]), {
         bytesPerSecond: 1e8,
         objectsPerSecond: 100,
       });
@@ -146,9 +129,9 @@ describe('campaign store and planner', () => {
     const bucket = await freshBucket(stack.s3);
     const csv = `${bucket},a%20b.txt\n${bucket},dir/c%2Bd,v123\n\n${bucket},x.instruction\n`;
     await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifest.csv', Body: csv }));
-    const queue = makeQueue(stack.config);
+    const queue = makeQueue(stack.config, stack.redis);
     try {
-      const id = await store.create(spec([{ kind: 'manifest', uri: `s3://${bucket}/manifest.csv` }]));
+      const id = await store.create(campaignSpec([{ kind: 'manifest', uri: `s3://${bucket}/manifest.csv` }]));
       await planCampaign({ s3: stack.s3, store, queue }, id);
       assert.equal((await store.status(id)).planned, 3);
       const jobs = (await queue.getJobs(['prioritized', 'waiting'])).filter((j) => (j.data as BatchJob).c === id);

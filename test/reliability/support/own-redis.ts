@@ -74,13 +74,18 @@ export class OwnRedis {
     throw new Error(`redis-server on port ${this.port} did not start`);
   }
 
-  private async command(name: string): Promise<unknown> {
-    const client = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    try {
-      await client.connect();
-      return await client.call(name);
-    } finally {
-      client.disconnect();
-    }
+  private command(name: string): Promise<unknown> {
+    return redisCommand(this.port, name);
+  }
+}
+
+/** One command on its own short-lived connection to a loopback Redis, failing at once when it is down. */
+export async function redisCommand(port: number, name: string, ...args: string[]): Promise<unknown> {
+  const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await client.connect();
+    return await client.call(name, ...args);
+  } finally {
+    client.disconnect();
   }
 }

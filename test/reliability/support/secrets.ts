@@ -1,6 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
+import type { RedisClient } from '../../../src/config/clients.js';
 
 /** A secret and every form it could take in text or bytes. */
 export interface Needle {
@@ -46,33 +47,40 @@ export function search(needles: readonly Needle[], haystacks: readonly Haystack[
 }
 
 /**
- * Every key under `prefix` (the campaign store's and BullMQ's), each value read by its type, plus the
- * key's DUMP: whatever Redis holds for the run, in the form a reader or a backup would see it.
+ * Every key under `prefix` (the campaign store's, and BullMQ's under `prefix` or, on a cluster, its
+ * hash tag `{prefix}`) on every master, each value read by its type, plus the key's DUMP: whatever
+ * Redis holds for the run, in the form a reader or a backup would see it.
  */
-export async function redisHaystacks(redis: Redis, prefix: string): Promise<Haystack[]> {
+export async function redisHaystacks(client: RedisClient, prefix: string): Promise<Haystack[]> {
   const out: Haystack[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scanBuffer(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-    cursor = next.toString();
-    for (const keyBuf of keys) {
-      const key = keyBuf.toString();
-      const parts: Buffer[] = [keyBuf];
-      const type = await redis.type(key);
-      if (type === 'string') parts.push((await redis.getBuffer(key)) ?? Buffer.alloc(0));
-      if (type === 'hash') parts.push(...Object.entries(await redis.hgetallBuffer(key)).flatMap(([f, v]) => [Buffer.from(f), v]));
-      if (type === 'list') parts.push(...(await redis.lrangeBuffer(key, 0, -1)));
-      if (type === 'set') parts.push(...(await redis.smembersBuffer(key)));
-      if (type === 'zset') parts.push(...(await redis.zrangeBuffer(key, '0', '-1', 'WITHSCORES')));
-      if (type === 'stream') {
-        const entries = (await redis.xrangeBuffer(key, '-', '+')) as [Buffer, Buffer[]][];
-        parts.push(...entries.flatMap(([id, fields]) => [id, ...fields]));
-      }
-      parts.push((await redis.dumpBuffer(key)) ?? Buffer.alloc(0));
-      out.push({ source: `redis ${type} ${key}`, bytes: Buffer.concat(parts) });
+  for (const redis of client instanceof Cluster ? client.nodes('master') : [client]) {
+    for (const pattern of [`${prefix}:*`, `{${prefix}}:*`]) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', 500);
+        cursor = next.toString();
+        for (const keyBuf of keys) out.push(await haystackOf(redis, keyBuf));
+      } while (cursor !== '0');
     }
-  } while (cursor !== '0');
+  }
   return out;
+}
+
+async function haystackOf(redis: Redis, keyBuf: Buffer): Promise<Haystack> {
+  const key = keyBuf.toString();
+  const parts: Buffer[] = [keyBuf];
+  const type = await redis.type(key);
+  if (type === 'string') parts.push((await redis.getBuffer(key)) ?? Buffer.alloc(0));
+  if (type === 'hash') parts.push(...Object.entries(await redis.hgetallBuffer(key)).flatMap(([f, v]) => [Buffer.from(f), v]));
+  if (type === 'list') parts.push(...(await redis.lrangeBuffer(key, 0, -1)));
+  if (type === 'set') parts.push(...(await redis.smembersBuffer(key)));
+  if (type === 'zset') parts.push(...(await redis.zrangeBuffer(key, '0', '-1', 'WITHSCORES')));
+  if (type === 'stream') {
+    const entries = (await redis.xrangeBuffer(key, '-', '+')) as [Buffer, Buffer[]][];
+    parts.push(...entries.flatMap(([id, fields]) => [id, ...fields]));
+  }
+  parts.push((await redis.dumpBuffer(key)) ?? Buffer.alloc(0));
+  return { source: `redis ${type} ${key}`, bytes: Buffer.concat(parts) };
 }
 
 /** Every readable file under `dir`, recursively; `since` keeps only entries created or changed after it. */
