@@ -29,8 +29,10 @@ function olderSystemNode(): string | undefined {
   return undefined;
 }
 
+/** `rekey doctor` against the stack, without the AWS SDK variable that would hide a version warning. */
 function rekeyDoctor(node: string) {
-  return spawnSync(node, [resolve(ROOT, 'bin/rekey.js'), 'doctor'], { env: process.env, encoding: 'utf8' });
+  const { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _hidden, ...env } = process.env;
+  return spawnSync(node, [resolve(ROOT, 'bin/rekey.js'), 'doctor'], { env, encoding: 'utf8' });
 }
 
 describe('runtime', () => {
@@ -44,7 +46,6 @@ describe('runtime', () => {
   });
 
   test('the CLI prints no Node.js version warning, without the AWS SDK variable that hides it', () => {
-    assert.equal(process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'], undefined);
     const doctor = rekeyDoctor(process.execPath);
     assert.equal(doctor.status, 0, doctor.stderr);
     assert.doesNotMatch(doctor.stderr, NODE_VERSION_WARNING);
