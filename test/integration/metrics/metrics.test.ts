@@ -137,7 +137,7 @@ function record(metrics: RekeyMetrics, campaign: string): void {
   metrics.s3.onCall({ operation: `${BUCKET}/${OBJECT_KEY}`, result: 's3-error' });
 
   metrics.provideQueueCounts(async () => ({ waiting: 7, active: 2, completed: 5 }));
-  metrics.provideCampaignProgress(async () => [{ campaign, planned: 10, done: 3, etaSeconds: 120 }]);
+  metrics.provideCampaignProgress(async () => [{ campaign, planned: 10, done: 3, etaSeconds: 120, remaining: { object: 1, 'noncurrent-version': 0, 'instruction-file': 0, 'orphan-instruction-file': 0, unreadable: 0 } }]);
   const started = performance.now() / 1000;
   metrics.provideThreadPool(() => ({
     threads: 4,
