@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DisableKeyCommand } from '@aws-sdk/client-kms';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
 import { CampaignStore } from '../../src/campaign/store.js';
 import { rekey, startWorker, stopWorker } from '../helpers/cli.js';
-import { freshBucket, openStackWithKeys, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
+import { freshBucket, freshKmsKey, localKms, openStackWithKeys, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
 import { putSealed, seal } from '../reliability/support/sealed.js';
 
 interface AuditRun {
@@ -159,4 +160,25 @@ describe('closing a campaign: one scope for the planner and the audit, verified 
     const shown = await rekey(stack.config, ['status', id]);
     assert.match(shown.stdout, /1 entries remain/);
   });
+
+  test('on local-kms, an object under a disabled key cannot be told: run and audit both exit 4', async () => {
+    const { stack: lk, oldKey: k1, newKey: k2 } = await openStackWithKeys({ ...strictS3(), kmsEndpoint: localKms().endpoint });
+    try {
+      const k0 = await freshKmsKey(lk.kms, 'disabled');
+      const bucket = await freshBucket(lk.s3);
+      await putSealed(lk.s3, bucket, 'under-k1', await seal(lk.kms, randomBytes(700), { kmsKeyId: k1.keyId, format: 'v2' }));
+      await putSealed(lk.s3, bucket, 'under-k0', await seal(lk.kms, randomBytes(700), { kmsKeyId: k0.keyId, format: 'v2' }));
+      await lk.kms.send(new DisableKeyCommand({ KeyId: k0.keyId }));
+
+      const { code, status } = await run(lk, ['--bucket', bucket, '--mode', 'rewrap', '--target-key', k2.keyId, '--source-key', k1.keyId]);
+      assert.equal(status.byReason['failed:kms-disabled'], 1, JSON.stringify(status.byReason));
+      assert.deepEqual([status.state, status.verification?.remaining, status.verification?.unreadable], ['done-with-remainder', 0, 1]);
+      const afterRun = await audit(lk, bucket, k1);
+      assert.deepEqual([code, afterRun.code], [4, 4], 'nothing left under the key, but its absence is not proven');
+      assert.deepEqual(afterRun.findings.map((f) => [f.key, f.status]), [['under-k0', 'unreadable']]);
+    } finally {
+      await lk.close();
+    }
+  });
 });
+
