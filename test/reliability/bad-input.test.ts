@@ -240,9 +240,11 @@ describe(`bad input: ${CASES.length} kinds of objects in one bucket, each with a
       ], kmsVia);
       // --json prints the plan, then the final status.
       const final = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as CampaignStatus;
-      assert.equal(final.state, 'done', run.stderr);
-      assert.equal(run.code, 1, 'failed objects make the run exit 1, after every object got its outcome');
-      assert.equal(final.done, CASES.length);
+      // Bad objects stay under the old key: the closing verification counts them, and run exits 3 as audit would.
+      assert.equal(final.state, 'done-with-remainder', run.stderr);
+      assert.ok((final.verification?.remaining ?? 0) + (final.verification?.unreadable ?? 0) > 0, JSON.stringify(final.verification));
+      assert.equal(run.code, 3, 'entries left under the old key make the run exit 3, after every object got its outcome');
+      assert.equal(final.done, final.planned);
 
       const report = await rekey(stack.config, ['report', final.id, '--format', 'jsonl']);
       assert.equal(report.code, 0, report.stderr);
@@ -250,7 +252,11 @@ describe(`bad input: ${CASES.length} kinds of objects in one bucket, each with a
       const got = Object.fromEntries(rows.map((r) => [r.Key, r.Reason ? `${r.Outcome}:${r.Reason}` : r.Outcome]));
       const wrong = CASES.filter((c) => got[c.key] !== c.expect[mode]).map((c) => `${c.key} (${c.what}): ${got[c.key]}, expected ${c.expect[mode]}`);
       assert.deepEqual(wrong, []);
-      assert.equal(rows.length, CASES.length, 'one report row per object');
+      // Instruction files beside the cases are entries too: they move with their objects, never rotated on their own.
+      const extra = rows.filter((r) => !CASES.some((c) => c.key === r.Key));
+      assert.ok(extra.every((r) => r.Key.endsWith('.instruction') && r.Outcome !== 'rotated'), JSON.stringify(extra.map((r) => [r.Key, r.Outcome, r.Reason])));
+      assert.equal(rows.length - extra.length, CASES.length, 'one report row per object');
+      assert.equal(rows.length, final.done);
       for (const r of rows) assert.doesNotMatch(r.ResultMessage, /[A-Za-z0-9+/]{40,}/, `${r.Key}: no key material in the message`);
 
       for (const c of CASES) {
