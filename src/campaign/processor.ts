@@ -111,6 +111,8 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, batchId: 
   const rows = claimed ? refsOf(job).flatMap((ref) => claimed.get(objectId(ref)) ?? []) : [];
   if (rows.length > 0) await deps.reportsFor(id, spec).putBatch(batchId, rows);
   const result = claimed ? await store.recordBatch(id, batchId, rows) : 'duplicate';
+  // The other worker deleted the batch's state when it recorded it; this one's late settles made it again.
+  if (!claimed) await flight.forget();
   if (result === 'verify') await deps.onSettled?.(id);
   // Once every object settled no upload of the campaign can be in flight: whatever is open is left over.
   if (SETTLED.includes(await store.state(id))) await abortLeftovers(deps.s3, journal);

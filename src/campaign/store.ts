@@ -173,6 +173,9 @@ export class CampaignStore {
       async settle(outcome) {
         return (await redis.hsetnx(rows, objectId(outcome.ref), JSON.stringify(outcome))) === 1;
       },
+      async forget() {
+        await redis.del(rows, intents);
+      },
       async claim() {
         const all = (await scripted.rekeyClaimRows(batches, rows, batchId)) as string[] | null;
         if (all === null) return undefined;
@@ -306,6 +309,8 @@ export interface BatchInFlight {
    * whole set or nothing, never a file short of rows another wrote before.
    */
   claim(): Promise<Map<string, ObjectOutcome> | undefined>;
+  /** Drops what a worker that lost the batch to another (which recorded it) left in flight. */
+  forget(): Promise<void>;
 }
 
 /** `recorded`: counted now; `duplicate`: counted before; `verify`: counted, and the campaign awaits its closing verification. */
