@@ -17,17 +17,17 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { CampaignStore } from '../src/campaign/store.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../src/config/clients.js';
 import { loadConfig, type Config } from '../src/config/config.js';
 import { seedObjects } from '../scripts/seed/seed.js';
 import { spawnRekey } from '../test/helpers/cli.js';
 import { freshBucket, freshKmsKey, strictS3, uniqueName } from '../test/helpers/stack.js';
-import { dropPrefix, envInt, redisUsedMemory, writeInventoryCsv } from './support.js';
+import { dropBucket, dropPrefix, envInt, redisUsedMemory, writeInventoryCsv } from './support.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const KEYS = envInt('BENCH_PLAN_KEYS', 1_000_000);
@@ -38,8 +38,11 @@ const SCALING_S3 = process.env.BENCH_SCALING_S3 ?? 'versitygw';
 const PLAN_HEAP_MIB = envInt('BENCH_PLAN_HEAP_MIB', 64);
 const STACK_DIR = process.env.REKEY_STACK_DIR ?? join(ROOT, '.stack');
 
+// Campaigns' rows go to a local folder: every worker of the scaling runs is on this machine.
+const REPORT_TO = join(tmpdir(), 'rekey-bench', 'reports');
+
 function rekey(config: Config, args: readonly string[], extra: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawnRekey(config, args, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...extra });
+  return spawnRekey(config, args, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', REKEY_REPORT_TO: REPORT_TO, ...extra });
 }
 
 async function output(child: ChildProcess): Promise<string> {
@@ -112,16 +115,6 @@ async function measurePlan(base: Config, targetKey: string, rows: number, heapMi
     await redis.quit();
     await dropPrefix(config);
   }
-}
-
-async function dropBucket(s3: S3Client, bucket: string): Promise<void> {
-  for (;;) {
-    const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket }));
-    const objects = (listed.Contents ?? []).map((o) => ({ Key: o.Key! }));
-    if (objects.length === 0) break;
-    await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects, Quiet: true } }));
-  }
-  await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
 }
 
 /** A `rekey worker` that has logged its start (its BullMQ connections are up). */
@@ -240,6 +233,7 @@ if (SCALING_OBJECTS > 0) {
     await dropBucket(s3, bucket);
     s3.destroy();
     await dropPrefix(scalingConfig);
+    await rm(REPORT_TO, { recursive: true, force: true });
   }
 }
 kms.destroy();

@@ -462,7 +462,7 @@ try {
       `recorded_per_redis_cpu_s=${Math.round(campaign.recordedPerCpuSecond)} recorded_per_s=${Math.round(campaign.recordedPerSecond)} commands_per_batch=${fixed(campaign.commandsPerBatch, 1)}`,
   );
   say(`in_flight batches=${IN_FLIGHT_BATCHES} redis_bytes_per_batch=${Math.round(campaign.inFlightBytesPerBatch)} redis_mb=${mb(campaign.inFlightBytesPerBatch * IN_FLIGHT_BATCHES)}`);
-  say(`peak_10m_campaign redis_mib=${fixed(campaign.peakBytes / 2 ** 20)} (queue at its bound + every marker of ${CAMPAIGN_OBJECTS} objects + ${IN_FLIGHT_BATCHES} batches in flight, measured together)`);
+  say(`peak objects=${CAMPAIGN_OBJECTS} redis_mib=${fixed(campaign.peakBytes / 2 ** 20)} (queue at its bound + every marker of the campaign + ${IN_FLIGHT_BATCHES} batches in flight, measured together)`);
   say(`bullmq_per_job jobs=${campaign.jobsConsumed} script_calls=${fixed(campaign.bullmqScriptsPerJob, 1)} commands=${fixed(campaign.bullmqCommandsPerJob, 1)} redis_cpu_us=${fixed(campaign.bullmqCpuUsPerJob, 0)}`);
 
   // The paper model: a billion objects from the figures above.
