@@ -360,37 +360,38 @@ async function measureQueueBound(config: Config, redis: Redis, store: CampaignSt
   }
 }
 
-interface CampaignFigures {
-  readonly markerBytesPerObject: number;
-  readonly markerKeyBytes: number;
-  readonly recordedPerCpuSecond: number;
-  readonly recordedPerSecond: number;
-  readonly commandsPerBatch: number;
-  readonly inFlightBytesPerBatch: number;
-  readonly peakBytes: number;
-  readonly jobsConsumed: number;
-  readonly bullmqScriptsPerJob: number;
-  readonly bullmqCommandsPerJob: number;
-  readonly bullmqCpuUsPerJob: number;
-}
-
 /** One batch's outcomes, as `recordBatch` gets them: the counters it adds up are per-batch sums. */
 const TEMPLATE_ROWS = Array.from({ length: BATCH_SIZE }, (_, i) => outcomeOf(refOf(i), i));
 
-/** Step 4: every batch of the campaign counted with its marker, in-flight batches left open, then BullMQ's share. */
-async function measureCampaign(config: Config, redis: Redis, store: CampaignStore, empty: RedisSample, queuedJobs: number): Promise<CampaignFigures> {
-  const id = await store.create(benchSpec(tmpdir(), { skipVerification: true }));
+interface MarkerFigures {
+  readonly bytesPerObject: number;
+  readonly keyBytes: number;
+  readonly perCpuSecond: number;
+  readonly perSecond: number;
+  readonly commandsPerBatch: number;
+}
+
+/** Step 4: every batch of a campaign counted by `recordBatch`, each leaving its marker. */
+async function recordMarkers(redis: Redis, store: CampaignStore, prefix: string, id: string): Promise<MarkerFigures> {
   const batches = Array.from({ length: Math.ceil(CAMPAIGN_OBJECTS / BATCH_SIZE) }, (_, i) => batchIdOf(id, `0|${i}`));
   await store.recordBatch(id, batches[0]!, TEMPLATE_ROWS);
   const before = await sample(redis);
   const started = process.hrtime.bigint();
   await eachConcurrently(batches.slice(1), 64, (batchId) => store.recordBatch(id, batchId, TEMPLATE_ROWS));
   const wall = seconds(started);
-  const recorded = costBetween(before, await sample(redis));
+  const cost = costBetween(before, await sample(redis));
   const objects = (batches.length - 1) * BATCH_SIZE;
-  const markerKeyBytes = await campaignKeyBytes(redis, config.redisPrefix, id);
+  return {
+    bytesPerObject: cost.bytes / objects,
+    keyBytes: await campaignKeyBytes(redis, prefix, id),
+    perCpuSecond: objects / cost.cpuSeconds,
+    perSecond: objects / wall,
+    commandsPerBatch: cost.commands / (batches.length - 1),
+  };
+}
 
-  const flightBefore = await sample(redis);
+/** Batches left in flight as workers leave them mid-way: every object's intent and outcome settled, not recorded. */
+async function openInFlight(store: CampaignStore, id: string): Promise<void> {
   await eachConcurrently(Array.from({ length: IN_FLIGHT_BATCHES }, (_, b) => b), 64, async (b) => {
     const flight = store.inFlight(id, batchIdOf(id, `flight|${b}`));
     for (const outcome of TEMPLATE_ROWS) {
@@ -398,33 +399,29 @@ async function measureCampaign(config: Config, redis: Redis, store: CampaignStor
       await flight.settle(outcome);
     }
   });
-  const peak = await sample(redis);
-  const inFlight = costBetween(flightBefore, peak);
+}
 
-  // BullMQ's own share: a worker takes and completes jobs of the bound's queue, doing nothing with them.
-  const consumedBefore = await sample(redis);
-  const toConsume = Math.min(CONSUMED_JOBS, queuedJobs);
+interface BullmqFigures {
+  readonly jobs: number;
+  readonly scriptsPerJob: number;
+  readonly commandsPerJob: number;
+  readonly cpuUsPerJob: number;
+}
+
+/** BullMQ's own share: a worker takes and completes up to 1,000 queued jobs, doing nothing with them. */
+async function consumeJobs(config: Config, redis: Redis, queued: number): Promise<BullmqFigures> {
+  const wanted = Math.min(CONSUMED_JOBS, queued);
+  if (wanted === 0) return { jobs: 0, scriptsPerJob: 0, commandsPerJob: 0, cpuUsPerJob: 0 };
+  const before = await sample(redis);
   let consumed = 0;
   let enough: () => void = () => undefined;
   const done = new Promise<void>((resolve) => (enough = resolve));
   const worker = new Worker<BatchJob>(QUEUE_NAME, async () => undefined, { connection: connectionOf(config), prefix: config.redisPrefix, concurrency: 4 });
-  worker.on('completed', () => ++consumed >= toConsume && enough());
+  worker.on('completed', () => ++consumed >= wanted && enough());
   await done;
   await worker.close();
-  const bullmq = costBetween(consumedBefore, await sample(redis));
-  return {
-    markerBytesPerObject: recorded.bytes / objects,
-    markerKeyBytes,
-    recordedPerCpuSecond: objects / recorded.cpuSeconds,
-    recordedPerSecond: objects / wall,
-    commandsPerBatch: recorded.commands / (batches.length - 1),
-    inFlightBytesPerBatch: inFlight.bytes / IN_FLIGHT_BATCHES,
-    peakBytes: peak.usedMemory - empty.usedMemory,
-    jobsConsumed: consumed,
-    bullmqScriptsPerJob: bullmq.scripts / consumed,
-    bullmqCommandsPerJob: bullmq.commands / consumed,
-    bullmqCpuUsPerJob: (bullmq.cpuSeconds / consumed) * 1e6,
-  };
+  const cost = costBetween(before, await sample(redis));
+  return { jobs: consumed, scriptsPerJob: cost.scripts / consumed, commandsPerJob: cost.commands / consumed, cpuUsPerJob: (cost.cpuSeconds / consumed) * 1e6 };
 }
 
 const config = { ...loadConfig(), logLevel: 'silent' as const };
@@ -456,25 +453,31 @@ try {
       `script_calls_per_key=${fixed(queued.scriptsPerKey, 3)} commands_per_key=${fixed(queued.commandsPerKey, 3)} keys_per_s=${Math.round(queued.keysPerSecond)} ` +
       `resumed_after_5000_settled_to=${queued.resumedTo}`,
   );
-  const campaign = await measureCampaign(campaignConfig, redis, store, empty, Math.floor(queued.resumedTo / BATCH_SIZE));
+  const campaignId = await store.create(benchSpec(tmpdir(), { skipVerification: true }));
+  const markers = await recordMarkers(redis, store, campaignConfig.redisPrefix, campaignId);
   say(
-    `campaign objects=${CAMPAIGN_OBJECTS} marker_bytes_per_object=${fixed(campaign.markerBytesPerObject, 2)} campaign_keys_mb=${mb(campaign.markerKeyBytes)} ` +
-      `recorded_per_redis_cpu_s=${Math.round(campaign.recordedPerCpuSecond)} recorded_per_s=${Math.round(campaign.recordedPerSecond)} commands_per_batch=${fixed(campaign.commandsPerBatch, 1)}`,
+    `campaign objects=${CAMPAIGN_OBJECTS} marker_bytes_per_object=${fixed(markers.bytesPerObject, 2)} campaign_keys_mb=${mb(markers.keyBytes)} ` +
+      `recorded_per_redis_cpu_s=${Math.round(markers.perCpuSecond)} recorded_per_s=${Math.round(markers.perSecond)} commands_per_batch=${fixed(markers.commandsPerBatch, 1)}`,
   );
-  say(`in_flight batches=${IN_FLIGHT_BATCHES} redis_bytes_per_batch=${Math.round(campaign.inFlightBytesPerBatch)} redis_mb=${mb(campaign.inFlightBytesPerBatch * IN_FLIGHT_BATCHES)}`);
-  say(`peak objects=${CAMPAIGN_OBJECTS} redis_mib=${fixed(campaign.peakBytes / 2 ** 20)} (queue at its bound + every marker of the campaign + ${IN_FLIGHT_BATCHES} batches in flight, measured together)`);
-  say(`bullmq_per_job jobs=${campaign.jobsConsumed} script_calls=${fixed(campaign.bullmqScriptsPerJob, 1)} commands=${fixed(campaign.bullmqCommandsPerJob, 1)} redis_cpu_us=${fixed(campaign.bullmqCpuUsPerJob, 0)}`);
+  const flightBefore = await sample(redis);
+  await openInFlight(store, campaignId);
+  const peak = await sample(redis);
+  const inFlightPerBatch = costBetween(flightBefore, peak).bytes / IN_FLIGHT_BATCHES;
+  say(`in_flight batches=${IN_FLIGHT_BATCHES} redis_bytes_per_batch=${Math.round(inFlightPerBatch)} redis_mb=${mb(inFlightPerBatch * IN_FLIGHT_BATCHES)}`);
+  say(`peak objects=${CAMPAIGN_OBJECTS} redis_mib=${fixed((peak.usedMemory - empty.usedMemory) / 2 ** 20)} (queue at its bound + every marker of the campaign + ${IN_FLIGHT_BATCHES} batches in flight, measured together)`);
+  const bullmq = await consumeJobs(campaignConfig, redis, Math.floor(queued.resumedTo / BATCH_SIZE));
+  say(`bullmq_per_job jobs=${bullmq.jobs} script_calls=${fixed(bullmq.scriptsPerJob, 1)} commands=${fixed(bullmq.commandsPerJob, 1)} redis_cpu_us=${fixed(bullmq.cpuUsPerJob, 0)}`);
 
   // The paper model: a billion objects from the figures above.
   const batches = PAPER_OBJECTS / BATCH_SIZE;
-  const redisBytes = PAPER_OBJECTS * campaign.markerBytesPerObject + queued.bytes + IN_FLIGHT_BATCHES * campaign.inFlightBytesPerBatch;
-  const scriptsPerObject1e9 = settled.scriptsPerObject + queued.scriptsPerKey + campaign.bullmqScriptsPerJob / BATCH_SIZE;
-  const commandsPerObject1e9 = settled.commandsPerObject + queued.commandsPerKey + campaign.bullmqCommandsPerJob / BATCH_SIZE;
-  const cpuUsPerObject = settled.cpuUsPerObject + campaign.bullmqCpuUsPerJob / BATCH_SIZE;
+  const redisBytes = PAPER_OBJECTS * markers.bytesPerObject + queued.bytes + IN_FLIGHT_BATCHES * inFlightPerBatch;
+  const scriptsPerObject1e9 = settled.scriptsPerObject + queued.scriptsPerKey + bullmq.scriptsPerJob / BATCH_SIZE;
+  const commandsPerObject1e9 = settled.commandsPerObject + queued.commandsPerKey + bullmq.commandsPerJob / BATCH_SIZE;
+  const cpuUsPerObject = settled.cpuUsPerObject + bullmq.cpuUsPerJob / BATCH_SIZE;
   const listPages = batches / 1000;
   const reportGb = (PAPER_OBJECTS * settled.reportBytesPerRow) / 1e9;
   say(
-    `paper_1e9 redis_gib=${fixed(redisBytes / 2 ** 30, 2)} (markers ${fixed((PAPER_OBJECTS * campaign.markerBytesPerObject) / 2 ** 30, 2)}) ` +
+    `paper_1e9 redis_gib=${fixed(redisBytes / 2 ** 30, 2)} (markers ${fixed((PAPER_OBJECTS * markers.bytesPerObject) / 2 ** 30, 2)}) ` +
       `script_calls_per_object=${fixed(scriptsPerObject1e9, 2)} commands_per_object=${fixed(commandsPerObject1e9, 2)} ` +
       `redis_core_hours=${fixed((PAPER_OBJECTS * cpuUsPerObject) / 1e6 / 3600, 1)} max_objects_per_s_one_redis_core=${Math.round(1e6 / cpuUsPerObject)}`,
   );
