@@ -16,20 +16,18 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createGzip } from 'node:zlib';
-import { DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { makeQueue } from '../src/campaign/queue.js';
 import { CampaignStore } from '../src/campaign/store.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../src/config/clients.js';
 import { loadConfig, type Config } from '../src/config/config.js';
 import { seedObjects } from '../scripts/seed/seed.js';
 import { spawnRekey } from '../test/helpers/cli.js';
 import { freshBucket, freshKmsKey, strictS3, uniqueName } from '../test/helpers/stack.js';
+import { dropBucket, dropPrefix, envInt, redisUsedMemory, writeInventoryCsv } from './support.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const KEYS = envInt('BENCH_PLAN_KEYS', 1_000_000);
@@ -40,31 +38,11 @@ const SCALING_S3 = process.env.BENCH_SCALING_S3 ?? 'versitygw';
 const PLAN_HEAP_MIB = envInt('BENCH_PLAN_HEAP_MIB', 64);
 const STACK_DIR = process.env.REKEY_STACK_DIR ?? join(ROOT, '.stack');
 
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${name} must be a whole number, got ${raw}`);
-  return value;
-}
+// Campaigns' rows go to a local folder: every worker of the scaling runs is on this machine.
+const REPORT_TO = join(tmpdir(), 'rekey-bench', 'reports');
 
-/** Keys as inventories show them: dated partitions, URL-encoded spaces, ~60 characters. */
-async function writeInventoryCsv(rows: number): Promise<string> {
-  const dir = join(tmpdir(), 'rekey-bench');
-  await mkdir(dir, { recursive: true });
-  const path = join(dir, `inventory-${rows}.csv${GZIP ? '.gz' : ''}`);
-  if (existsSync(path)) return path;
-  const file = createWriteStream(`${path}.partial`);
-  const out = GZIP ? createGzip() : file;
-  if (GZIP) out.pipe(file);
-  for (let i = 0; i < rows; i++) {
-    const key = `data/year%3D2026/month%3D${String(1 + (i % 12)).padStart(2, '0')}/part-${String(i % 997).padStart(5, '0')}/event%20${String(i).padStart(10, '0')}.json`;
-    if (!out.write(`"bench-source-bucket","${key}"\n`)) await once(out, 'drain');
-  }
-  out.end();
-  await once(file, 'finish');
-  const { rename } = await import('node:fs/promises');
-  await rename(`${path}.partial`, path);
-  return path;
+function rekey(config: Config, args: readonly string[], extra: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawnRekey(config, args, { REKEY_REPORT_TO: REPORT_TO, ...extra });
 }
 
 async function output(child: ChildProcess): Promise<string> {
@@ -105,24 +83,6 @@ function stackPid(name: string): number | undefined {
   }
 }
 
-async function redisUsedMemory(redis: ReturnType<typeof makeRedis>): Promise<number> {
-  return Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
-}
-
-async function dropPrefix(config: Config): Promise<void> {
-  const redis = makeRedis(config);
-  const queue = makeQueue(config, redis);
-  await queue.obliterate({ force: true });
-  await queue.close();
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisPrefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== '0');
-  await redis.quit();
-}
-
 interface PlanFigures {
   readonly keys: number;
   readonly seconds: number;
@@ -133,7 +93,7 @@ interface PlanFigures {
 
 /** One `rekey start --manifest` from spawn to exit, its RSS sampled from /proc. */
 async function measurePlan(base: Config, targetKey: string, rows: number, heapMiB?: number): Promise<PlanFigures> {
-  const manifest = await writeInventoryCsv(rows);
+  const manifest = await writeInventoryCsv(rows, { gzip: GZIP });
   const config = { ...base, redisPrefix: uniqueName('bench-plan') };
   const redis = makeRedis(config);
   try {
@@ -155,16 +115,6 @@ async function measurePlan(base: Config, targetKey: string, rows: number, heapMi
     await redis.quit();
     await dropPrefix(config);
   }
-}
-
-async function dropBucket(s3: S3Client, bucket: string): Promise<void> {
-  for (;;) {
-    const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket }));
-    const objects = (listed.Contents ?? []).map((o) => ({ Key: o.Key! }));
-    if (objects.length === 0) break;
-    await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects, Quiet: true } }));
-  }
-  await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
 }
 
 /** A `rekey worker` that has logged its start (its BullMQ connections are up). */
@@ -283,6 +233,7 @@ if (SCALING_OBJECTS > 0) {
     await dropBucket(s3, bucket);
     s3.destroy();
     await dropPrefix(scalingConfig);
+    await rm(REPORT_TO, { recursive: true, force: true });
   }
 }
 kms.destroy();

@@ -3,9 +3,17 @@
  * throw-away buckets, and the figures every report prints.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { mkdir, rename } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createGzip } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { DeleteObjectsCommand, DeleteBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { makeQueue } from '../src/campaign/queue.js';
+import { makeRedis, type RedisClient } from '../src/config/clients.js';
 import type { Config } from '../src/config/config.js';
 import { strictS3 } from '../test/helpers/stack.js';
 import { STACK_DIR } from './machine.js';
@@ -30,6 +38,57 @@ export function envNumber(name: string, fallback: number): number {
   const value = Number(raw);
   if (!(value > 0 && Number.isFinite(value))) throw new RangeError(`${name} must be a positive number, got ${raw}`);
   return value;
+}
+
+/** A whole number from the environment, or the default; 0 is allowed (it skips a part of a benchmark). */
+export function envInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  const value = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${name} must be a whole number, got ${raw}`);
+  return value;
+}
+
+/** Row `i` of a synthetic inventory: dated partitions, URL-encoded `=` and spaces, ~60 characters. */
+export function inventoryKey(i: number): string {
+  return `data/year%3D2026/month%3D${String(1 + (i % 12)).padStart(2, '0')}/part-${String(i % 997).padStart(5, '0')}/event%20${String(i).padStart(10, '0')}.json`;
+}
+
+/** An inventory-style CSV (`"bucket","key"` rows) of `rows` keys on local disk, made once and reused. */
+export async function writeInventoryCsv(rows: number, options: { readonly gzip?: boolean } = {}): Promise<string> {
+  const dir = join(tmpdir(), 'rekey-bench');
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, `inventory-${rows}.csv${options.gzip ? '.gz' : ''}`);
+  if (existsSync(path)) return path;
+  const file = createWriteStream(`${path}.partial`);
+  const out = options.gzip ? createGzip() : file;
+  if (options.gzip) out.pipe(file);
+  for (let i = 0; i < rows; i++) {
+    if (!out.write(`"bench-source-bucket","${inventoryKey(i)}"\n`)) await once(out, 'drain');
+  }
+  out.end();
+  await once(file, 'finish');
+  await rename(`${path}.partial`, path);
+  return path;
+}
+
+/** Redis' own count of the bytes it has allocated (`INFO memory` `used_memory`). */
+export async function redisUsedMemory(redis: RedisClient): Promise<number> {
+  return Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+}
+
+/** Removes the queue and every key under a benchmark's Redis prefix. */
+export async function dropPrefix(config: Config): Promise<void> {
+  const redis = makeRedis(config);
+  const queue = makeQueue(config, redis);
+  await queue.obliterate({ force: true });
+  await queue.close();
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisPrefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) await redis.del(...keys);
+  } while (cursor !== '0');
+  await redis.quit();
 }
 
 /** A comma-separated list of endpoint names from the environment, in the order given. */
