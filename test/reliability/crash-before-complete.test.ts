@@ -62,8 +62,11 @@ describe('a worker killed between its last part upload and CompleteMultipartUplo
 
       const { final, outcomes } = await finish(keys);
       assert.equal(outcomes.get('dropped')?.outcome, 'rotated', outcomes.get('dropped')?.message);
-      // The completion that landed after the kill rotated the object; it is never rotated twice.
-      assert.equal(`${outcomes.get('landed')?.outcome}:${outcomes.get('landed')?.reason}`, 'skipped:already-rotated');
+      // The completion that landed after the kill rotated the object; it is never rotated twice, and its
+      // record comes from the write intent the dead worker left: rotated, from the old key.
+      const landed = outcomes.get('landed')!;
+      assert.deepEqual([landed.outcome, landed.oldKeyId, landed.newKeyId], ['rotated', oldKey.arn, newKey.arn], landed.message);
+      assert.match(landed.message, /write intent/);
       assert.equal(final.failed, 0);
       assert.deepEqual(await openUploads(stack.s3, bucket), [], 'the leftover upload was aborted');
       assert.deepEqual(await store.journal(id).open(), [], 'and its journal entry cleared');
