@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { estimatePlan, planCampaign } from '../../../src/campaign/planner.js';
@@ -119,6 +120,42 @@ describe('campaign store and planner', () => {
       });
       assert.deepEqual({ objects: estimate.objects, bytes: estimate.bytes, kmsCalls: estimate.kmsCalls }, { objects: 1240, bytes: 1245, kmsCalls: 1240 });
       assert.ok(Math.abs(estimate.seconds - 12.4) < 1e-9);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+
+  test('planning pauses while too many planned objects are unsettled, says so, and resumes as workers drain', async () => {
+    const bucket = await freshBucket(stack.s3);
+    const rows = Array.from({ length: 250 }, (_, i) => `${bucket},k${String(i).padStart(4, '0')}`).join('\n');
+    await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifest.csv', Body: rows }));
+    const queue = makeQueue(stack.config, stack.redis);
+    try {
+      const id = await store.create(campaignSpec([{ kind: 'manifest', uri: `s3://${bucket}/manifest.csv` }], { maxUnsettled: 100, batchSize: 50 }));
+      let held = 0;
+      const planning = planCampaign({ s3: stack.s3, store, queue }, id, { pageSize: 50, backpressurePollMs: 50, onBackpressure: () => (held += 1) });
+      for (const deadline = Date.now() + 20_000; (await store.status(id)).planning !== 'backpressure'; await sleep(20)) {
+        assert.ok(Date.now() < deadline, 'planning never paused');
+      }
+      const paused = await store.status(id);
+      assert.equal(paused.planned, 100, 'no more than the bound is planned while nothing settles');
+      assert.equal(paused.planComplete, false);
+      // Workers drain: each batch recorded lets planning go on, page by page, until the manifest ends.
+      let drained = 0;
+      while (!(await store.status(id)).planComplete) {
+        const jobs = (await queue.getJobs(['prioritized', 'waiting'])).filter((j) => (j.data as BatchJob).c === id);
+        for (const job of jobs) {
+          await store.recordBatch(id, job.id!, refsOf(job.data as BatchJob).map((ref) => rotated(ref, 'rewrap', {})));
+          await job.remove();
+          drained += 1;
+        }
+        await sleep(50);
+      }
+      assert.equal(await planning, 'complete');
+      const end = await store.status(id);
+      assert.deepEqual([end.planned, end.planning], [250, 'listing']);
+      assert.ok(held >= 1 && drained >= 2, `held ${held} times, ${drained} batches drained`);
     } finally {
       await queue.obliterate({ force: true });
       await queue.close();
