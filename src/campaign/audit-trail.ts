@@ -15,8 +15,12 @@ export interface AuditTrail {
   /** A schedule made (with what each of its runs will rotate) or removed; each run is then a campaign of its own. */
   schedule(event: 'created' | 'removed', id: string, detail?: ScheduleDetail): void;
   object(campaign: string, outcome: ObjectOutcome): void;
+  /** A step of a key's retirement with the proof behind it, a refused step, or a refusal KMS gave rekey for a retiring key. */
+  key(event: KeyEvent, keyArn: string, detail: Readonly<Record<string, unknown>>): void;
   flush(): Promise<void>;
 }
+
+export type KeyEvent = 'disabled' | 'deletion-scheduled' | 'deletion-cancelled' | 'enabled' | 'retire-refused' | 'refusal';
 
 export interface ScheduleDetail {
   readonly spec: CampaignSpec;
@@ -40,6 +44,7 @@ const noTrail: AuditTrail = {
   campaign() {},
   schedule() {},
   object() {},
+  key() {},
   async flush() {},
 };
 
@@ -81,6 +86,9 @@ export function openAuditTrail(destination: string | undefined, actor: Actor): A
         `object.${o.outcome}`,
       );
     },
+    key(event, keyArn, detail) {
+      log.info({ keyArn, actor, ...detail }, `key.${event}`);
+    },
     flush: () => new Promise<void>((resolve) => stream.flush(() => resolve())),
   };
 }
@@ -103,10 +111,15 @@ function specFields(spec: CampaignSpec) {
 /** Opens the configured audit trail, naming the OS user, host and AWS access key id in use. */
 export async function openConfiguredAuditTrail(config: Config): Promise<AuditTrail> {
   if (!config.auditLog) return noTrail;
+  return openAuditTrail(config.auditLog, await configuredActor(config));
+}
+
+/** The OS user, host and the AWS access key id of the configured credentials. */
+export async function configuredActor(config: Config): Promise<Actor> {
   const kms = makeKmsClient(config);
   try {
     const credentials = await kms.config.credentials().catch(() => undefined);
-    return openAuditTrail(config.auditLog, currentActor(credentials?.accessKeyId));
+    return currentActor(credentials?.accessKeyId);
   } finally {
     kms.destroy();
   }

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Command } from 'commander';
+import type { Redis } from 'ioredis';
 import { auditKeyUsage, type AuditFinding, type AuditSummary } from '../campaign/audit.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
-import { loadConfig } from '../config/config.js';
+import { loadConfig, type Config } from '../config/config.js';
 import { KmsBatcher } from '../kms/batcher.js';
 import { RedisRateLimiter } from '../kms/rate-limiter.js';
 import { resolveKeyArn } from '../kms/resolve-key.js';
@@ -33,7 +35,8 @@ encryption context, to --probe-key (default --key); the response names the sourc
 its ciphertext is dropped. No plaintext data key is ever held. Needs kms:ReEncryptFrom on
 the keys in use and kms:ReEncryptTo on the probe key.`;
 
-function describe(f: AuditFinding): string {
+/** One entry under the key, or unreadable, as a line of text. */
+export function describeFinding(f: AuditFinding): string {
   const where = `s3://${f.bucket}/${f.key}${f.versionId && !f.isLatest ? `?versionId=${f.versionId}` : ''}`;
   const what = f.status === 'under-key' ? `${f.format} ${f.kind}${f.isLatest ? '' : ', noncurrent'}` : `${f.reason}: ${f.message}`;
   return `${f.status.padEnd(10)} ${where} (${what})`;
@@ -50,6 +53,11 @@ function describeSummary(s: AuditSummary): string {
     `  unreadable       ${s.unreadable.total}${s.unreadable.total ? ` (${counts(s.unreadable.byReason)})` : ''}`,
     `  KMS probes       ${s.kmsProbes}`,
   ].join('\n');
+}
+
+/** The KMS client behind an audit's probes, paced by a rate limit of its own. */
+export function auditBatcher(config: Config, kms: KMSClient, redis: Redis, ratePerSecond: number): KmsBatcher {
+  return new KmsBatcher({ kms, limiter: new RedisRateLimiter({ redis, prefix: config.redisPrefix, campaign: `audit-${randomUUID().slice(0, 8)}`, ratePerSecond }) });
 }
 
 export function registerAudit(program: Command): void {
@@ -72,11 +80,10 @@ export function registerAudit(program: Command): void {
       try {
         const keyArn = await resolveKeyArn(kms, flags.key, 'audited key', { usable: false });
         const probeKeyArn = await resolveKeyArn(kms, flags.probeKey ?? flags.key, flags.probeKey ? 'probe key' : 'probe key (--key, unless --probe-key names another)', { usable: true });
-        const limiter = new RedisRateLimiter({ redis, prefix: config.redisPrefix, campaign: `audit-${randomUUID().slice(0, 8)}`, ratePerSecond: flags.kmsRate });
         const summary = await auditKeyUsage(
-          { s3, kms: new KmsBatcher({ kms, limiter }) },
+          { s3, kms: auditBatcher(config, kms, redis, flags.kmsRate) },
           { bucket: flags.bucket, prefix: flags.prefix ?? '', keyArn, probeKeyId: probeKeyArn, includeVersions: flags.includeVersions === true },
-          (finding) => process.stdout.write(`${flags.json ? JSON.stringify(finding) : describe(finding)}\n`),
+          (finding) => process.stdout.write(`${flags.json ? JSON.stringify(finding) : describeFinding(finding)}\n`),
         );
         process.stdout.write(`${flags.json ? JSON.stringify({ summary }) : describeSummary(summary)}\n`);
         if (summary.underKey.total > 0) process.exitCode = EXIT.keyInUse;
