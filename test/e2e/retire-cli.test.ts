@@ -6,6 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import { CreateAliasCommand, CreateKeyCommand, DescribeKeyCommand, EnableKeyCommand, ReplicateKeyCommand } from '@aws-sdk/client-kms';
 import { DeleteObjectCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Retirement } from '../../src/campaign/retirement-store.js';
+import { CampaignWorker } from '../../src/campaign/worker.js';
+import { createMetrics } from '../../src/metrics/index.js';
 import { seedObjects } from '../../scripts/seed/seed.js';
 import { rekey, rekeyJson, type CliResult } from '../helpers/cli.js';
 import { freshBucket, freshKmsKey, localKms, openStack, uniqueName, type TestKey, type TestStack } from '../helpers/stack.js';
@@ -182,6 +184,29 @@ describe('rekey retire against local-kms: real DisableKey, ScheduleKeyDeletion, 
     assert.equal(refusal(drifted), 'key-state');
     assert.match(drifted.stderr, /changed outside rekey/);
     assert.equal(await kmsState(stack, key), 'Enabled');
+  });
+
+  test("a campaign's refusals for a retiring key are counted in Redis, the audit trail and the worker's metrics", async () => {
+    const key = await freshKmsKey(stack.kms, 'still read');
+    await seedObjects(stack.s3, stack.kms, { bucket, prefix: 'late/', count: 3, kmsKeyId: key.keyId });
+    // The key is retired over another scope: the objects under late/ were overlooked.
+    assert.equal((await fx.run(['retire', key.keyId, '--bucket', bucket, '--prefix', 'nothing/'])).code, 0);
+    const run = await fx.run(['run', '--bucket', bucket, '--prefix', 'late/', '--mode', 'rewrap', '--target-key', probe.keyId, '--no-watch', '--json']);
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal((JSON.parse(run.stdout.trim().split('\n').pop()!) as { byReason: Record<string, number> }).byReason['failed:kms-disabled'], 3);
+
+    const listed = (await fx.keys()).find((k) => k.retirement.keyArn === key.arn)!;
+    assert.equal(listed.retirement.refusals, 3);
+    const refusals = (await fx.events(key.arn)).filter((e) => e.event === 'key.refusal');
+    assert.equal(refusals.length, 3);
+    assert.ok(refusals.every((e) => e.source === 'campaign' && String(e.key).startsWith('late/') && e.reason === 'kms-disabled'));
+
+    // What any worker exports, read from Redis: the refusals were met by another process.
+    const metrics = createMetrics();
+    const worker = new CampaignWorker(stack.config, { metrics, threads: 1 });
+    const text = await metrics.registry.metrics().finally(() => worker.close());
+    assert.match(text, new RegExp(`rekey_retiring_key_refusals_total\\{key="${key.arn}"\\} 3`));
+    assert.match(text, new RegExp(`rekey_retiring_key_state\\{key="${key.arn}",state="disabled"\\} 1`));
   });
 
   test('bad flags fail fast with exit 2', async () => {
