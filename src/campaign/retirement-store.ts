@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { AuditFinding } from './audit.js';
 import type { Actor, AuditTrail } from './audit-trail.js';
 
 /**
@@ -187,5 +188,13 @@ export class RefusalRecorder {
     await this.store.countRefusal(keyArn, await this.store.now());
     this.audit?.key('refusal', keyArn, detail);
     return keyArn;
+  }
+
+  /** Audit findings KMS refused as disabled or pending deletion: the audit met the retiring key. */
+  async noteFindings(findings: readonly AuditFinding[], source: string): Promise<void> {
+    for (const f of findings) {
+      if (f.reason !== 'kms-disabled') continue;
+      await this.note([f.message], { source, bucket: f.bucket, key: f.key, versionId: f.versionId, reason: f.reason });
+    }
   }
 }

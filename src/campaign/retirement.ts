@@ -241,7 +241,7 @@ async function proveUnused(deps: RetirementDeps, facts: KeyFacts, scope: Scope, 
     totals.unreadable += summary.unreadable.total;
     totals.kmsProbes += summary.kmsProbes;
   }
-  for (const f of refused) await deps.refusals.note([f.message], { source: 'retire-audit', bucket: f.bucket, key: f.key, versionId: f.versionId, reason: f.reason });
+  await deps.refusals.noteFindings(refused, 'retire-audit');
   const proof: RetirementProof = {
     scopes: scope.scopes,
     includeVersions: scope.includeVersions,

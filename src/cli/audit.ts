@@ -3,6 +3,8 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Command } from 'commander';
 import type { Redis } from 'ioredis';
 import { auditKeyUsage, type AuditFinding, type AuditSummary } from '../campaign/audit.js';
+import { openConfiguredAuditTrail } from '../campaign/audit-trail.js';
+import { RefusalRecorder, RetirementStore } from '../campaign/retirement-store.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { KmsBatcher } from '../kms/batcher.js';
@@ -77,18 +79,25 @@ export function registerAudit(program: Command): void {
       const kms = makeKmsClient(config);
       const s3 = makeS3Client(config);
       const redis = makeRedis(config);
+      const trail = await openConfiguredAuditTrail(config);
+      const refused: AuditFinding[] = [];
       try {
         const keyArn = await resolveKeyArn(kms, flags.key, 'audited key', { usable: false });
         const probeKeyArn = await resolveKeyArn(kms, flags.probeKey ?? flags.key, flags.probeKey ? 'probe key' : 'probe key (--key, unless --probe-key names another)', { usable: true });
         const summary = await auditKeyUsage(
           { s3, kms: auditBatcher(config, kms, redis, flags.kmsRate) },
           { bucket: flags.bucket, prefix: flags.prefix ?? '', keyArn, probeKeyId: probeKeyArn, includeVersions: flags.includeVersions === true },
-          (finding) => process.stdout.write(`${flags.json ? JSON.stringify(finding) : describeFinding(finding)}\n`),
+          (finding) => {
+            if (finding.reason === 'kms-disabled') refused.push(finding);
+            process.stdout.write(`${flags.json ? JSON.stringify(finding) : describeFinding(finding)}\n`);
+          },
         );
+        await new RefusalRecorder(new RetirementStore(redis, config.redisPrefix), trail).noteFindings(refused, 'audit');
         process.stdout.write(`${flags.json ? JSON.stringify({ summary }) : describeSummary(summary)}\n`);
         if (summary.underKey.total > 0) process.exitCode = EXIT.keyInUse;
         else if (summary.unreadable.total > 0) process.exitCode = EXIT.keyUseUnproven;
       } finally {
+        await trail.flush();
         await redis.quit();
         s3.destroy();
         kms.destroy();

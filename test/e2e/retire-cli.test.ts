@@ -201,11 +201,17 @@ describe('rekey retire against local-kms: real DisableKey, ScheduleKeyDeletion, 
     assert.equal(refusals.length, 3);
     assert.ok(refusals.every((e) => e.source === 'campaign' && String(e.key).startsWith('late/') && e.reason === 'kms-disabled'));
 
-    // What any worker exports, read from Redis: the refusals were met by another process.
+    // `rekey audit` meets the same refusals when it probes the objects left under the disabled key.
+    const audited = await fx.run(['audit', '--bucket', bucket, '--prefix', 'late/', '--key', key.keyId, '--probe-key', probe.keyId, '--json']);
+    assert.equal(audited.code, 4, audited.stderr);
+    assert.equal((await fx.keys()).find((k) => k.retirement.keyArn === key.arn)!.retirement.refusals, 6);
+    assert.equal((await fx.events(key.arn)).filter((e) => e.event === 'key.refusal' && e.source === 'audit').length, 3);
+
+    // What any worker exports, read from Redis: the refusals were met by other processes.
     const metrics = createMetrics();
     const worker = new CampaignWorker(stack.config, { metrics, threads: 1 });
     const text = await metrics.registry.metrics().finally(() => worker.close());
-    assert.match(text, new RegExp(`rekey_retiring_key_refusals_total\\{key="${key.arn}"\\} 3`));
+    assert.match(text, new RegExp(`rekey_retiring_key_refusals_total\\{key="${key.arn}"\\} 6`));
     assert.match(text, new RegExp(`rekey_retiring_key_state\\{key="${key.arn}",state="disabled"\\} 1`));
   });
 
