@@ -92,7 +92,7 @@ export interface StepResult {
 
 /** `rekey retire KEY`: audits the scopes, and disables the key only when nothing remains under it. */
 export async function retireKey(deps: RetirementDeps, key: string, options: AuditScopeOptions): Promise<StepResult> {
-  const facts = await retirable(deps, key, options);
+  const facts = await retirable(deps, key);
   /* Precondition: a key pending deletion is past this step; cancelling is the way back. */
   if (facts.state === 'PendingDeletion' || facts.state === 'PendingReplicaDeletion') {
     throw await refuse(deps, facts, 'key-state', `${facts.arn} is ${facts.state}; run rekey retire ${key} --cancel to stop the deletion first`);
@@ -109,7 +109,7 @@ export async function retireKey(deps: RetirementDeps, key: string, options: Audi
 
 /** `rekey retire KEY --schedule-deletion`: after the observation period, audits again and schedules the deletion. */
 export async function scheduleDeletion(deps: RetirementDeps, key: string, options: ScheduleOptions): Promise<StepResult> {
-  const facts = await retirable(deps, key, options);
+  const facts = await retirable(deps, key);
   const retirement = await deps.store.get(facts.arn);
   /* Precondition: only a key rekey disabled after an audit, and still disabled, goes on to deletion. */
   if (retirement?.state !== 'disabled') {
@@ -154,7 +154,7 @@ export async function scheduleDeletion(deps: RetirementDeps, key: string, option
 
 /** `rekey retire KEY --cancel`: stops a pending deletion and enables the key again. */
 export async function cancelRetirement(deps: RetirementDeps, key: string, options: Pick<AuditScopeOptions, 'reason'>): Promise<StepResult> {
-  const facts = await retirable(deps, key, options);
+  const facts = await retirable(deps, key);
   const pending = facts.state === 'PendingDeletion';
   /* Precondition: there is a deletion to stop or a disabled key to enable. */
   if (!pending && facts.state !== 'Disabled') {
@@ -182,11 +182,11 @@ export async function listRetirements(deps: Pick<RetirementDeps, 'store' | 'kmsC
   );
 }
 
-async function retirable(deps: RetirementDeps, key: string, options: Pick<AuditScopeOptions, 'reason'>): Promise<KeyFacts> {
+async function retirable(deps: RetirementDeps, key: string): Promise<KeyFacts> {
   const facts = await describeKey(deps.kmsClient, key);
   /* Precondition: AWS owns its managed keys; nobody may disable or delete one. */
   if (isAwsManaged(facts)) {
-    throw await refuse(deps, facts, 'aws-managed-key', `${key} (${facts.arn}) is an AWS managed key: AWS rotates and retires it; only customer managed keys can be retired`, undefined, options.reason);
+    throw await refuse(deps, facts, 'aws-managed-key', `${key} (${facts.arn}) is an AWS managed key: AWS rotates and retires it; only customer managed keys can be retired`);
   }
   return facts;
 }
@@ -273,8 +273,8 @@ async function refuseWhileCampaignsUse(deps: RetirementDeps, facts: KeyFacts): P
   }
 }
 
-async function refuse(deps: RetirementDeps, facts: KeyFacts, reason: RetireRefusal, message: string, proof?: RetirementProof, why?: string): Promise<RetirementRefused> {
-  deps.audit.key('retire-refused', facts.arn, { refusal: reason, message, operatorReason: why, keyState: facts.state, ...(proof ? { proof } : {}) });
+async function refuse(deps: RetirementDeps, facts: KeyFacts, reason: RetireRefusal, message: string, proof?: RetirementProof): Promise<RetirementRefused> {
+  deps.audit.key('retire-refused', facts.arn, { refusal: reason, message, keyState: facts.state, ...(proof ? { proof } : {}) });
   await deps.audit.flush();
   return new RetirementRefused(reason, message, proof);
 }

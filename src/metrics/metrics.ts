@@ -434,28 +434,30 @@ class PrometheusMetrics implements RekeyMetrics {
         for (const k of keys ?? []) this.inc({ key: k.key }, k.refusals);
       },
     });
-    new Gauge({
-      name: 'rekey_retiring_key_state',
-      help: '1 for each key rekey disabled or scheduled for deletion, by state. (The same for every worker: aggregate with max.)',
-      labelNames: ['key', 'state'],
-      registers: [this.registry],
-      async collect() {
-        const keys = await retiring.read();
-        this.reset();
-        for (const k of keys ?? []) this.set({ key: k.key, state: k.state }, 1);
-      },
-    });
-    new Gauge({
-      name: 'rekey_retiring_key_deletion_timestamp_seconds',
-      help: 'When KMS deletes a key pending deletion, in Unix seconds. (The same for every worker: aggregate with max.)',
-      labelNames: ['key'],
-      registers: [this.registry],
-      async collect() {
-        const keys = await retiring.read();
-        this.reset();
-        for (const k of keys ?? []) if (k.deletionDate !== undefined) this.set({ key: k.key }, k.deletionDate / 1000);
-      },
-    });
+    const gauges: Record<string, [string, readonly string[], (k: RetiringKey) => [Record<string, string>, number] | undefined]> = {
+      rekey_retiring_key_state: ['1 for each key rekey disabled or scheduled for deletion, by state.', ['key', 'state'], (k) => [{ key: k.key, state: k.state }, 1]],
+      rekey_retiring_key_deletion_timestamp_seconds: [
+        'When KMS deletes a key pending deletion, in Unix seconds.',
+        ['key'],
+        (k) => (k.deletionDate === undefined ? undefined : [{ key: k.key }, k.deletionDate / 1000]),
+      ],
+    };
+    for (const [name, [help, labelNames, sample]] of Object.entries(gauges)) {
+      new Gauge({
+        name,
+        help: `${help} (The same for every worker: aggregate with max.)`,
+        labelNames,
+        registers: [this.registry],
+        async collect() {
+          const keys = await retiring.read();
+          this.reset();
+          for (const k of keys ?? []) {
+            const point = sample(k);
+            if (point) this.set(...point);
+          }
+        },
+      });
+    }
   }
 
   private registerPoolGauges(): void {
