@@ -2,6 +2,7 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { ConfigError } from '../errors.js';
 import type { KmsBatcher } from '../kms/batcher.js';
+import { mayHoldVersions } from '../s3/versioning.js';
 import { cancelKeyDeletion, describeKey, disableKey, enableKey, isAwsManaged, scheduleKeyDeletion, type KeyFacts } from '../kms/key-lifecycle.js';
 import { auditKeyUsage, type AuditFinding } from './audit.js';
 import type { Actor, AuditTrail } from './audit-trail.js';
@@ -215,6 +216,8 @@ async function scopeOf(deps: RetirementDeps, options: AuditScopeOptions): Promis
   const unique = [...new Map(scopes.map((s) => [`${s.bucket}/${s.prefix}`, s])).values()];
   /* Precondition: a retirement proves something about named data; an empty scope proves nothing. */
   if (unique.length === 0) throw new ConfigError('say what to audit: --bucket B [--prefix P] or --campaign ID');
+  // A noncurrent version under the key is lost with the key like any object: a versioned bucket is always audited with its versions.
+  for (const bucket of new Set(unique.map((s) => s.bucket))) includeVersions ||= await mayHoldVersions(deps.s3, bucket);
   return { scopes: unique, campaigns: options.campaigns ?? [], includeVersions };
 }
 

@@ -156,7 +156,7 @@ export function registerRetire(program: Command): void {
     .option('--bucket <name>', 'a bucket to audit (repeatable)', collect)
     .option('--prefix <prefix>', 'only keys under this prefix, in every --bucket (repeatable)', collect)
     .option('--campaign <id>', 'audit the buckets and prefixes of this campaign (repeatable)', collect)
-    .option('--include-versions', 'noncurrent versions too (always, when the key was disabled with them)')
+    .option('--include-versions', 'noncurrent versions too: always for a versioned bucket, and for deletion when the key was disabled with them')
     .option('--probe-key <key>', 'destination of the audit\'s ReEncrypt probes (default: the key); an enabled key you may ReEncryptTo, needed once the key is disabled')
     .option('--kms-rate <n>', 'KMS probes per second', positiveInt('--kms-rate'), 100)
     .option('--schedule-deletion', 'schedule the deletion of a key rekey disabled at least --observe ago, after a fresh audit')

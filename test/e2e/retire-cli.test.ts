@@ -82,7 +82,7 @@ for (const kms of kmsEndpoints()) {
       assert.ok(!(await fx.keys()).some((k) => k.retirement.keyArn === key.arn), 'a refused key is not in retirement');
     });
 
-    test('one noncurrent version left under the key: refused with exit 3 when versions are audited', async () => {
+    test('one noncurrent version left under the key: refused with exit 3; a versioned bucket is always audited with its versions', async () => {
       const key = await freshKmsKey(stack.kms, 'old version');
       await seedObjects(stack.s3, stack.kms, { bucket, prefix: 'old-version/', count: 1, kmsKeyId: key.keyId });
       const [current] = await seedObjects(stack.s3, stack.kms, { bucket, prefix: 'old-version/', count: 1, kmsKeyId: probe.keyId });
@@ -91,6 +91,9 @@ for (const kms of kmsEndpoints()) {
       assert.equal(r.code, 3, r.stderr);
       const finding = JSON.parse(r.stdout.split('\n')[0]!) as { isLatest: boolean; status: string };
       assert.deepEqual([finding.status, finding.isLatest], ['under-key', false]);
+      // Versioning is on: the versions are audited even when --include-versions is left out.
+      const implicit = await fx.run(['retire', key.keyId, '--bucket', bucket, '--prefix', 'old-version/', '--json']);
+      assert.equal(implicit.code, 3, implicit.stderr);
       assert.equal(await kmsState(stack, key), 'Enabled');
     });
 
