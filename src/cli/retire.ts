@@ -133,7 +133,7 @@ function describeStep(step: RetirementStep): string {
     lines.push(`  proof            ${scopes}${p.includeVersions ? ' with noncurrent versions' : ''}${p.campaigns.length ? ` (campaigns ${p.campaigns.join(', ')})` : ''}`);
     lines.push(`                   scanned ${p.scanned.objects} objects, ${p.scanned.noncurrentVersions} noncurrent versions, ${p.scanned.instructionFiles} instruction files; ${p.remaining} under the key, ${p.unreadable} unreadable; ${p.kmsProbes} KMS probes to ${p.probeKeyArn}`);
   }
-  if (step.observedMs !== undefined) lines.push(`  observed         disabled for ${formatDurationFlag(Math.floor(step.observedMs / 1000) * 1000)}`);
+  if (step.observedMs !== undefined) lines.push(`  observed         disabled for ${(step.observedMs / 86_400_000).toFixed(1)} days`);
   if (step.deletionDate !== undefined) lines.push(`  deletion date    ${iso(step.deletionDate)} (pending window ${step.pendingDays} days)`);
   return lines.join('\n');
 }
