@@ -91,11 +91,14 @@ export interface StepResult {
   readonly warnings: readonly string[];
 }
 
+/** KMS states of a key whose deletion CancelKeyDeletion can still stop. */
+const PENDING_STATES: ReadonlySet<string> = new Set(['PendingDeletion', 'PendingReplicaDeletion']);
+
 /** `rekey retire KEY`: audits the scopes, and disables the key only when nothing remains under it. */
 export async function retireKey(deps: RetirementDeps, key: string, options: AuditScopeOptions): Promise<StepResult> {
   const facts = await retirable(deps, key);
   /* Precondition: a key pending deletion is past this step; cancelling is the way back. */
-  if (facts.state === 'PendingDeletion' || facts.state === 'PendingReplicaDeletion') {
+  if (PENDING_STATES.has(facts.state)) {
     throw await refuse(deps, facts, 'key-state', `${facts.arn} is ${facts.state}; run rekey retire ${key} --cancel to stop the deletion first`);
   }
   await refuseWhileCampaignsUse(deps, facts);
@@ -137,6 +140,7 @@ export async function scheduleDeletion(deps: RetirementDeps, key: string, option
     );
   }
   const replicas = facts.multiRegion?.type === 'PRIMARY' ? facts.multiRegion.replicaArns : [];
+  /* Precondition: no copy of the key material outlives the deletion unnoticed; KMS would only hold a primary with replicas pending. */
   if (replicas.length > 0) {
     throw await refuse(deps, facts, 'replicas-remain', `${facts.arn} is a multi-Region primary key with replicas ${replicas.join(', ')}: retire and delete each replica in its Region first (AWS_REGION=… rekey retire …)`);
   }
@@ -156,7 +160,7 @@ export async function scheduleDeletion(deps: RetirementDeps, key: string, option
 /** `rekey retire KEY --cancel`: stops a pending deletion and enables the key again. */
 export async function cancelRetirement(deps: RetirementDeps, key: string, options: Pick<AuditScopeOptions, 'reason'>): Promise<StepResult> {
   const facts = await retirable(deps, key);
-  const pending = facts.state === 'PendingDeletion';
+  const pending = PENDING_STATES.has(facts.state);
   /* Precondition: there is a deletion to stop or a disabled key to enable. */
   if (!pending && facts.state !== 'Disabled') {
     throw await refuse(deps, facts, 'not-retiring', `${facts.arn} is ${facts.state}: there is no deletion to cancel and nothing to enable`);
