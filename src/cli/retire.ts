@@ -1,11 +1,12 @@
 import { InvalidArgumentError, type Command } from 'commander';
+import type { Redis } from 'ioredis';
 import { configuredActor, openConfiguredAuditTrail } from '../campaign/audit-trail.js';
 import { cancelRetirement, iso, listRetirements, retireKey, RetirementRefused, scheduleDeletion, type RetireRefusal, type RetirementClock, type RetirementDeps, type StepResult } from '../campaign/retirement.js';
 import { RefusalRecorder, RetirementStore, type Retirement, type RetirementScope, type RetirementStep } from '../campaign/retirement-store.js';
 import { CampaignStore } from '../campaign/store.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, RekeyError } from '../errors.js';
 import { PENDING_WINDOW_DAYS } from '../kms/key-lifecycle.js';
 import { auditBatcher, describeFinding } from './audit.js';
 import { duration, formatDurationFlag, positiveInt } from './options.js';
@@ -89,6 +90,31 @@ function checkFlags(flags: RetireFlags): void {
   }
 }
 
+/**
+ * A one-shot command names an unreachable Redis within seconds instead of waiting for it: a few quick
+ * reconnects, then every command fails, and the failure says which Redis (host and port: the URL may
+ * hold a password).
+ */
+async function withOneShotRedis<T>(config: Config, fn: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = makeRedis(config, { maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: (times) => (times > 3 ? null : 300 * times) });
+  let lastError: Error | undefined;
+  redis.on('error', (err: Error) => {
+    lastError = err;
+  });
+  try {
+    return await fn(redis);
+  } catch (err) {
+    // rekey's own errors (an unknown key, a refusal) say what they are; the driver's say only "closed".
+    if (lastError && redis.status !== 'ready' && !(err instanceof ConfigError || err instanceof RekeyError || err instanceof RetirementRefused)) {
+      throw new Error(`Redis at ${redis.options.host}:${redis.options.port} is unreachable (${lastError.message}): check REDIS_URL and that Redis runs`);
+    }
+    throw err;
+  } finally {
+    if (redis.status === 'ready') await redis.quit();
+    else redis.disconnect();
+  }
+}
+
 export function retirementClock(store: RetirementStore, env: NodeJS.ProcessEnv = process.env): RetirementClock {
   const override = env[CLOCK_OVERRIDE];
   if (override === undefined || override === '') return { name: 'redis', now: () => store.now() };
@@ -100,25 +126,25 @@ export function retirementClock(store: RetirementStore, env: NodeJS.ProcessEnv =
 async function withRetirementDeps<T>(config: Config, flags: Pick<RetireFlags, 'kmsRate' | 'json'>, fn: (deps: RetirementDeps) => Promise<T>): Promise<T> {
   const kmsClient = makeKmsClient(config);
   const s3 = makeS3Client(config);
-  const redis = makeRedis(config);
   const audit = await openConfiguredAuditTrail(config);
   try {
-    const store = new RetirementStore(redis, config.redisPrefix);
-    return await fn({
-      s3,
-      kmsClient,
-      kms: auditBatcher(config, kmsClient, redis, flags.kmsRate),
-      store,
-      campaigns: new CampaignStore(redis, config.redisPrefix),
-      refusals: new RefusalRecorder(store, audit),
-      audit,
-      actor: await configuredActor(config),
-      clock: retirementClock(store),
-      onFinding: (finding) => process.stdout.write(`${flags.json ? JSON.stringify(finding) : describeFinding(finding)}\n`),
+    return await withOneShotRedis(config, async (redis) => {
+      const store = new RetirementStore(redis, config.redisPrefix);
+      return fn({
+        s3,
+        kmsClient,
+        kms: auditBatcher(config, kmsClient, redis, flags.kmsRate),
+        store,
+        campaigns: new CampaignStore(redis, config.redisPrefix),
+        refusals: new RefusalRecorder(store, audit),
+        audit,
+        actor: await configuredActor(config),
+        clock: retirementClock(store),
+        onFinding: (finding) => process.stdout.write(`${flags.json ? JSON.stringify(finding) : describeFinding(finding)}\n`),
+      });
     });
   } finally {
     await audit.flush();
-    await redis.quit();
     s3.destroy();
     kmsClient.destroy();
   }
@@ -196,13 +222,11 @@ export function registerKeys(program: Command): void {
     .action(async (flags: { json?: boolean }) => {
       const config = loadConfig();
       const kmsClient = makeKmsClient(config);
-      const redis = makeRedis(config);
       try {
-        const rows = await listRetirements({ store: new RetirementStore(redis, config.redisPrefix), kmsClient });
+        const rows = await withOneShotRedis(config, (redis) => listRetirements({ store: new RetirementStore(redis, config.redisPrefix), kmsClient }));
         if (flags.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
         else process.stdout.write(rows.length ? `${rows.map((r) => describeRetirement(r.retirement, r.kmsState)).join('\n\n')}\n` : 'no keys in retirement\n');
       } finally {
-        await redis.quit();
         kmsClient.destroy();
       }
     });

@@ -59,7 +59,7 @@ export async function describeKey(kms: KMSClient, key: string): Promise<KeyFacts
     meta = (await kms.send(new DescribeKeyCommand({ KeyId: key }))).KeyMetadata;
   } catch (err) {
     const e = classifyKmsError(err, 'DescribeKey');
-    if (e.code === 'NotFoundException') throw new ConfigError(`KMS key ${key} does not exist in this account and Region (${e.message})`);
+    if (e.code === 'NotFoundException') throw new ConfigError(`KMS key ${key}: ${e.message}`);
     throw e;
   }
   if (!meta?.Arn || !meta.KeyId) throw new ConfigError(`KMS key ${key}: DescribeKey returned no key ARN`);

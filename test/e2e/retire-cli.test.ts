@@ -238,6 +238,9 @@ for (const kms of kmsEndpoints()) {
         assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
         assert.ok(r.stderr.length > 0);
       }
+      const noRedis = await fx.run(['retire', probe.keyId, '--bucket', bucket], { REDIS_URL: 'redis://127.0.0.1:1' });
+      assert.equal(noRedis.code, 1);
+      assert.match(noRedis.stderr, /Redis at 127\.0\.0\.1:1 is unreachable/, 'an unreachable Redis is named, not waited for');
       const noScope = await fx.run(['retire', probe.keyId]);
       assert.equal(noScope.code, 2);
       assert.match(noScope.stderr, /--bucket B \[--prefix P\] or --campaign ID/);
