@@ -122,6 +122,8 @@ write_prometheus_config() {
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files:
+  - '$ROOT/grafana/alerts.yml'
 scrape_configs:
   - job_name: rekey
     file_sd_configs:
@@ -175,6 +177,8 @@ cmd_up() {
   spawn local-kms env PORT="$LOCAL_KMS_PORT" KMS_REGION=us-east-1 KMS_ACCOUNT_ID=111122223333 \
     KMS_DATA_PATH="$STACK_DIR/local-kms" KMS_SEED_PATH="$STACK_DIR/local-kms/seed.yaml" "$STACK_DIR/bin/local-kms"
   write_prometheus_config
+  # A Prometheus already up re-reads the config and the alerting rules it names.
+  if healthy prometheus; then curl -fsS -m 10 -X POST -o /dev/null "http://$HOST:$PROMETHEUS_PORT/-/reload" || log "prometheus did not reload its config"; fi
   spawn prometheus prometheus --config.file="$STACK_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STACK_DIR/prometheus/data" --web.listen-address="$HOST:$PROMETHEUS_PORT" \
     --web.enable-lifecycle

@@ -17,8 +17,12 @@ export interface AuditTrail {
   object(campaign: string, outcome: ObjectOutcome): void;
   /** The closing verification of a campaign: what remains under its source keys, per key and kind. */
   verified(campaign: string, state: CampaignState, verification: Verification): void;
+  /** A step of a key's retirement with the proof behind it, a refused step, or a refusal KMS gave rekey for a retiring key. */
+  key(event: KeyEvent, keyArn: string, detail: Readonly<Record<string, unknown>>): void;
   flush(): Promise<void>;
 }
+
+export type KeyEvent = 'disabled' | 'deletion-scheduled' | 'deletion-cancelled' | 'enabled' | 'retire-refused' | 'refusal';
 
 export interface ScheduleDetail {
   readonly spec: CampaignSpec;
@@ -43,6 +47,7 @@ const noTrail: AuditTrail = {
   schedule() {},
   object() {},
   verified() {},
+  key() {},
   async flush() {},
 };
 
@@ -90,6 +95,9 @@ export function openAuditTrail(destination: string | undefined, actor: Actor): A
         `object.${o.outcome}`,
       );
     },
+    key(event, keyArn, detail) {
+      log.info({ keyArn, actor, ...detail }, `key.${event}`);
+    },
     flush: () => new Promise<void>((resolve) => stream.flush(() => resolve())),
   };
 }
@@ -112,10 +120,15 @@ function specFields(spec: CampaignSpec) {
 /** Opens the configured audit trail, naming the OS user, host and AWS access key id in use. */
 export async function openConfiguredAuditTrail(config: Config): Promise<AuditTrail> {
   if (!config.auditLog) return noTrail;
+  return openAuditTrail(config.auditLog, await configuredActor(config));
+}
+
+/** The OS user, host and the AWS access key id of the configured credentials. */
+export async function configuredActor(config: Config): Promise<Actor> {
   const kms = makeKmsClient(config);
   try {
     const credentials = await kms.config.credentials().catch(() => undefined);
-    return openAuditTrail(config.auditLog, currentActor(credentials?.accessKeyId));
+    return currentActor(credentials?.accessKeyId);
   } finally {
     kms.destroy();
   }

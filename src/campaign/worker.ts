@@ -11,6 +11,7 @@ import type { Logger } from '../log/logger.js';
 import type { RekeyMetrics } from '../metrics/index.js';
 import type { AuditTrail } from './audit-trail.js';
 import { objectId } from './store.js';
+import type { ObjectOutcome } from '../rotate/outcome.js';
 import { Rekeyer } from '../rotate/rekey.js';
 import { Rewrapper } from '../rotate/rewrap.js';
 import { rotationTarget } from '../rotate/target.js';
@@ -21,6 +22,7 @@ import { verifyCampaign } from './verify.js';
 import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from './schedule.js';
 import type { CampaignSpec } from './spec.js';
 import { CampaignStore } from './store.js';
+import { RefusalRecorder, RetirementStore } from './retirement-store.js';
 
 export interface CampaignWorkerOptions {
   /** Batch jobs processed at once by this process. */
@@ -63,6 +65,10 @@ export class CampaignWorker {
   readonly pool: CipherPool;
   private readonly redis: RedisClient;
   private readonly store: CampaignStore;
+  private readonly retirements: RetirementStore;
+  private readonly refusals: RefusalRecorder;
+  /** Refusals being recorded; close() waits for them, so none is lost with the Redis connection. */
+  private readonly noting = new Set<Promise<unknown>>();
   private readonly queue;
   private readonly worker: Worker<BatchJob>;
   private readonly planner: Worker<ScheduleJob>;
@@ -83,6 +89,8 @@ export class CampaignWorker {
     this.kms = makeKmsClient(config, { maxAttempts: 1 });
     this.redis = makeRedis(config);
     this.store = new CampaignStore(this.redis, config.redisPrefix);
+    this.retirements = new RetirementStore(this.redis, config.redisPrefix);
+    this.refusals = new RefusalRecorder(this.retirements, options.audit);
     this.queue = makeQueue(config, this.redis);
     this.verifyQueue = makeVerifyQueue(config, this.redis);
     this.pool = new CipherPool(options.threads === undefined ? {} : { threads: options.threads });
@@ -122,6 +130,9 @@ export class CampaignWorker {
         ...(s.verification ? { remaining: s.verification.byKind } : {}),
       }));
     });
+    metrics.provideRetiringKeys(async () =>
+      (await this.retirements.retiring()).map((r) => ({ key: r.keyArn, state: r.state === 'pending-deletion' ? 'pending-deletion' : 'disabled', refusals: r.refusals, deletionDate: r.deletionDate })),
+    );
     metrics.provideThreadPool(() => {
       const threads = this.pool.utilisation();
       return {
@@ -152,6 +163,7 @@ export class CampaignWorker {
       await this.pool.close();
       await this.queue.close();
       await this.verifyQueue.close();
+      await Promise.all(this.noting);
       await this.redis.quit();
       await this.options.audit?.flush();
       this.s3.destroy();
@@ -177,7 +189,7 @@ export class CampaignWorker {
         rotatorFor: (id, spec) => this.rotatorFor(id, spec).rotator,
         reportsFor: (id, spec) => openReportStore(this.s3, spec.reportTo, id),
         onSettled: (id) => requestVerification(this.verifyQueue, id),
-        observe: observeWith(this.options.metrics, this.options.audit),
+        observe: observeWith(this.options.metrics, this.options.audit, (outcome, campaign) => this.noteRefusal(outcome, campaign)),
       },
       job.data,
       job.id!,
@@ -207,6 +219,17 @@ export class CampaignWorker {
     return { state, remaining: verification.remaining, unreadable: verification.unreadable };
   }
 
+  /** A key refused as disabled or pending deletion may be one rekey is retiring: someone still needs it. */
+  private noteRefusal(outcome: ObjectOutcome, campaign: string): void {
+    if (outcome.reason !== 'kms-disabled') return;
+    const { bucket, key, versionId } = outcome.ref;
+    const noted = this.refusals
+      .note([outcome.message, outcome.oldKeyId], { source: 'campaign', campaign, bucket, key, versionId, reason: outcome.reason })
+      .catch((err: unknown) => this.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not record a refusal for a retiring key'))
+      .finally(() => this.noting.delete(noted));
+    this.noting.add(noted);
+  }
+
   private rotatorFor(id: string, spec: CampaignSpec): { rotator: BatchRotator; kms: KmsBatcher } {
     const cached = this.rotators.get(id);
     if (cached) return cached;
@@ -230,7 +253,11 @@ export class CampaignWorker {
  * Counts each object in flight from the start of its batch until its outcome, final or back to the
  * queue, and appends final outcomes to the audit trail.
  */
-function observeWith(metrics: RekeyMetrics | undefined, audit: AuditTrail | undefined): NonNullable<ProcessorDeps['observe']> {
+function observeWith(
+  metrics: RekeyMetrics | undefined,
+  audit: AuditTrail | undefined,
+  onFinal: (outcome: ObjectOutcome, campaign: string) => void,
+): NonNullable<ProcessorDeps['observe']> {
   return (campaign, mode, refs) => {
     const inFlight = new Map(refs.map((ref) => [objectId(ref), metrics?.objectStarted({ campaign, mode })]));
     return (outcome, final) => {
@@ -238,6 +265,7 @@ function observeWith(metrics: RekeyMetrics | undefined, audit: AuditTrail | unde
       if (!final) return handle?.release();
       handle?.done(outcome);
       audit?.object(campaign, outcome);
+      onFinal(outcome, campaign);
     };
   };
 }

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Command } from 'commander';
 import { auditKeyUsage, type AuditFinding, type AuditSummary } from '../campaign/audit.js';
-import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
-import { loadConfig } from '../config/config.js';
+import { openConfiguredAuditTrail } from '../campaign/audit-trail.js';
+import { RefusalRecorder, RetirementStore } from '../campaign/retirement-store.js';
+import { makeKmsClient, makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
+import { loadConfig, type Config } from '../config/config.js';
 import { KmsBatcher } from '../kms/batcher.js';
 import { RedisRateLimiter } from '../kms/rate-limiter.js';
 import { resolveKeyArn } from '../kms/resolve-key.js';
@@ -33,7 +36,8 @@ encryption context, to --probe-key (default --key); the response names the sourc
 its ciphertext is dropped. No plaintext data key is ever held. Needs kms:ReEncryptFrom on
 the keys in use and kms:ReEncryptTo on the probe key.`;
 
-function describe(f: AuditFinding): string {
+/** One entry under the key, or unreadable, as a line of text. */
+export function describeFinding(f: AuditFinding): string {
   const where = `s3://${f.bucket}/${f.key}${f.versionId && !f.isLatest ? `?versionId=${f.versionId}` : ''}`;
   const what = f.status === 'under-key' ? `${f.format} ${f.kind}${f.isLatest ? '' : ', noncurrent'}` : `${f.reason}: ${f.message}`;
   return `${f.status.padEnd(10)} ${where} (${what})`;
@@ -50,6 +54,11 @@ function describeSummary(s: AuditSummary): string {
     `  unreadable       ${s.unreadable.total}${s.unreadable.total ? ` (${counts(s.unreadable.byReason)})` : ''}`,
     `  KMS probes       ${s.kmsProbes}`,
   ].join('\n');
+}
+
+/** The KMS client behind an audit's probes, paced by a rate limit of its own. */
+export function auditBatcher(config: Config, kms: KMSClient, redis: RedisClient, ratePerSecond: number): KmsBatcher {
+  return new KmsBatcher({ kms, limiter: new RedisRateLimiter({ redis, prefix: config.redisPrefix, campaign: `audit-${randomUUID().slice(0, 8)}`, ratePerSecond }) });
 }
 
 export function registerAudit(program: Command): void {
@@ -69,19 +78,25 @@ export function registerAudit(program: Command): void {
       const kms = makeKmsClient(config);
       const s3 = makeS3Client(config);
       const redis = makeRedis(config);
+      const trail = await openConfiguredAuditTrail(config);
+      const refused: AuditFinding[] = [];
       try {
         const keyArn = await resolveKeyArn(kms, flags.key, 'audited key', { usable: false });
         const probeKeyArn = await resolveKeyArn(kms, flags.probeKey ?? flags.key, flags.probeKey ? 'probe key' : 'probe key (--key, unless --probe-key names another)', { usable: true });
-        const limiter = new RedisRateLimiter({ redis, prefix: config.redisPrefix, campaign: `audit-${randomUUID().slice(0, 8)}`, ratePerSecond: flags.kmsRate });
         const summary = await auditKeyUsage(
-          { s3, kms: new KmsBatcher({ kms, limiter }) },
+          { s3, kms: auditBatcher(config, kms, redis, flags.kmsRate) },
           { bucket: flags.bucket, prefix: flags.prefix ?? '', keyArn, probeKeyId: probeKeyArn, includeVersions: flags.includeVersions === true },
-          (finding) => process.stdout.write(`${flags.json ? JSON.stringify(finding) : describe(finding)}\n`),
+          (finding) => {
+            if (finding.reason === 'kms-disabled') refused.push(finding);
+            process.stdout.write(`${flags.json ? JSON.stringify(finding) : describeFinding(finding)}\n`);
+          },
         );
+        await new RefusalRecorder(new RetirementStore(redis, config.redisPrefix), trail).noteFindings(refused, 'audit');
         process.stdout.write(`${flags.json ? JSON.stringify({ summary }) : describeSummary(summary)}\n`);
         if (summary.underKey.total > 0) process.exitCode = EXIT.keyInUse;
         else if (summary.unreadable.total > 0) process.exitCode = EXIT.keyUseUnproven;
       } finally {
+        await trail.flush();
         await redis.quit();
         s3.destroy();
         kms.destroy();

@@ -5,15 +5,17 @@ import { registerControl } from './control.js';
 import { registerDoctor } from './doctor.js';
 import { registerPlan } from './plan.js';
 import { registerReport } from './report.js';
+import { registerKeys, registerRetire } from './retire.js';
 import { registerSchedules } from './schedule.js';
 import { registerStart } from './start.js';
 import { registerWorker } from './worker.js';
 
 /**
  * Exit codes, documented in the README: 0 done, 1 the work failed, 2 bad flags or configuration;
- * `audit` adds 3 (objects remain under the key) and 4 (none found, but some could not be read).
+ * `audit` and `retire` add 3 (objects remain under the key) and 4 (none found, but some could not be read);
+ * `retire` adds 5 (a step refused: observation period not over, key not disabled by rekey, …).
  */
-export const EXIT = { ok: 0, failed: 1, usage: 2, keyInUse: 3, keyUseUnproven: 4 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, keyInUse: 3, keyUseUnproven: 4, refused: 5 } as const;
 
 export function buildProgram(): Command {
   const program = new Command('rekey')
@@ -29,6 +31,8 @@ export function buildProgram(): Command {
   registerReport(program);
   registerDoctor(program);
   registerAudit(program);
+  registerRetire(program);
+  registerKeys(program);
   return program;
 }
 

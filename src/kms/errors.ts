@@ -1,6 +1,16 @@
 import { RekeyError, type ReasonCode } from '../errors.js';
 
-export type KmsOperation = 'ReEncrypt' | 'GenerateDataKey' | 'Decrypt';
+export type KmsOperation =
+  | 'ReEncrypt'
+  | 'GenerateDataKey'
+  | 'Decrypt'
+  // A key's lifecycle (src/kms/key-lifecycle.ts): `rekey retire` and `rekey keys`.
+  | 'DescribeKey'
+  | 'ListAliases'
+  | 'DisableKey'
+  | 'EnableKey'
+  | 'ScheduleKeyDeletion'
+  | 'CancelKeyDeletion';
 
 export interface KmsErrorInit {
   readonly reason: ReasonCode;

@@ -17,6 +17,8 @@ export {
   type QueueCountsProvider,
   type QueueState,
   type RekeyMetrics,
+  type RetiringKey,
+  type RetiringKeysProvider,
   type RotationMode,
   type S3Call,
   type ThreadPoolProvider,

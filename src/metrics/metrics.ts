@@ -92,10 +92,22 @@ export interface ThreadPoolStats {
   readonly activeStreams: number;
 }
 
+/** A key rekey disabled or scheduled for deletion (`rekey retire`), as recorded in Redis. */
+export interface RetiringKey {
+  /** The key ARN: an identifier, not data, and few keys are ever retiring at once. */
+  readonly key: string;
+  readonly state: 'disabled' | 'pending-deletion';
+  /** KMS refusals rekey met for the key while it was retiring, from any host. */
+  readonly refusals: number;
+  /** Epoch ms KMS deletes the key at, while it is pending deletion. */
+  readonly deletionDate?: number | undefined;
+}
+
 type Awaitable<T> = T | Promise<T>;
 export type QueueCountsProvider = () => Awaitable<QueueCounts>;
 export type CampaignProgressProvider = () => Awaitable<readonly CampaignProgress[]>;
 export type ThreadPoolProvider = () => ThreadPoolStats;
+export type RetiringKeysProvider = () => Awaitable<readonly RetiringKey[]>;
 
 export interface MetricsOptions {
   /** Monotonic seconds; tests pass their own clock to drive durations, utilisation and ETA. */
@@ -121,6 +133,7 @@ export interface RekeyMetrics {
   provideQueueCounts(provider: QueueCountsProvider): () => void;
   provideCampaignProgress(provider: CampaignProgressProvider): () => void;
   provideThreadPool(provider: ThreadPoolProvider): () => void;
+  provideRetiringKeys(provider: RetiringKeysProvider): () => void;
 }
 
 /** Object durations from a small HEAD-and-skip (5 ms) to a multi-GiB rekey (10 min). */
@@ -196,12 +209,13 @@ class PrometheusMetrics implements RekeyMetrics {
     registers: [this.registry],
     // Waits for this scrape's provider calls (shared, not repeated), so it reports their errors now, not next time.
     collect: async () => {
-      await Promise.all([this.queue.read(), this.campaigns.read(), this.pool.read()]);
+      await Promise.all([this.queue.read(), this.campaigns.read(), this.pool.read(), this.retiring.read()]);
     },
   });
   private readonly queue = new Provided<QueueCounts>(() => this.providerFailed('queue'));
   private readonly campaigns = new Provided<readonly CampaignSample[]>(() => this.providerFailed('campaign'));
   private readonly pool = new Provided<PoolSample>(() => this.providerFailed('thread_pool'));
+  private readonly retiring = new Provided<readonly RetiringKey[]>(() => this.providerFailed('retiring_keys'));
 
   private readonly objects = this.counter(
     'rekey_objects_total',
@@ -259,6 +273,7 @@ class PrometheusMetrics implements RekeyMetrics {
     this.registerCampaignGauges();
     this.registerRemainderGauge();
     this.registerPoolGauges();
+    this.registerRetiringKeyMetrics();
   }
 
   objectStarted(labels: ObjectLabels): ObjectInFlight {
@@ -327,6 +342,10 @@ class PrometheusMetrics implements RekeyMetrics {
     });
   }
 
+  provideRetiringKeys(provider: RetiringKeysProvider): () => void {
+    return this.retiring.set(provider);
+  }
+
   provideThreadPool(provider: ThreadPoolProvider): () => void {
     const meter = new UtilizationMeter(this.now);
     // The first scrape then measures from now, not from a missing baseline.
@@ -347,7 +366,7 @@ class PrometheusMetrics implements RekeyMetrics {
     this.writtenBytes.inc({ campaign, mode }, 0);
   }
 
-  private providerFailed(provider: 'queue' | 'campaign' | 'thread_pool'): void {
+  private providerFailed(provider: 'queue' | 'campaign' | 'thread_pool' | 'retiring_keys'): void {
     this.providerErrors.inc({ provider });
   }
 
@@ -418,6 +437,49 @@ class PrometheusMetrics implements RekeyMetrics {
         }
       },
     });
+  }
+
+  /**
+   * Retiring keys as Redis knows them, the same for every worker (aggregate with max): the refusal
+   * count is Redis's, so refusals met by the CLI count too; it only grows while the key is retiring.
+   */
+  private registerRetiringKeyMetrics(): void {
+    const retiring = this.retiring;
+    new Counter({
+      name: 'rekey_retiring_key_refusals_total',
+      help: 'KMS refusals (disabled, invalid state) rekey met for a key it disabled or scheduled for deletion. (The same for every worker: aggregate with max.)',
+      labelNames: ['key'],
+      registers: [this.registry],
+      async collect() {
+        const keys = await retiring.read();
+        this.reset();
+        for (const k of keys ?? []) this.inc({ key: k.key }, k.refusals);
+      },
+    });
+    const gauges: Record<string, [string, readonly string[], (k: RetiringKey) => [Record<string, string>, number] | undefined]> = {
+      rekey_retiring_key_state: ['1 for each key rekey disabled or scheduled for deletion, by state.', ['key', 'state'], (k) => [{ key: k.key, state: k.state }, 1]],
+      rekey_retiring_key_deletion_timestamp_seconds: [
+        'When KMS deletes a key pending deletion, in Unix seconds.',
+        ['key'],
+        (k) => (k.deletionDate === undefined ? undefined : [{ key: k.key }, k.deletionDate / 1000]),
+      ],
+    };
+    for (const [name, [help, labelNames, sample]] of Object.entries(gauges)) {
+      new Gauge({
+        name,
+        help: `${help} (The same for every worker: aggregate with max.)`,
+        labelNames,
+        registers: [this.registry],
+        async collect() {
+          const keys = await retiring.read();
+          this.reset();
+          for (const k of keys ?? []) {
+            const point = sample(k);
+            if (point) this.set(...point);
+          }
+        },
+      });
+    }
   }
 
   private registerPoolGauges(): void {

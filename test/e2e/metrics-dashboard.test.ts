@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
 import { seedObjects } from '../../scripts/seed/seed.js';
-import { rekeyJson, startWorker, stopWorker } from '../helpers/cli.js';
+import { rekey, rekeyJson, startWorker, stopWorker } from '../helpers/cli.js';
 import { dashboardQueries, queryPrometheus, waitForSeries } from '../helpers/prometheus.js';
 import { freshBucket, freshKmsKey, openStack, type TestStack } from '../helpers/stack.js';
 
@@ -26,6 +26,13 @@ describe('the Grafana dashboard shows real numbers from real workers', () => {
     await seedObjects(stack.s3, stack.kms, { bucket, prefix: 'big/', count: 6, kmsKeyId: oldKey.keyId, sizes: [6 * 1024 * 1024] });
     await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'small/plain', Body: 'x' }));
     await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'small/broken', Body: 'x', Metadata: { 'x-amz-key-v2': 'AAAA', 'x-amz-iv': 'bad' } }));
+
+    // A key in retirement, pending deletion, for the key-retirement panels (moto: no object is under it).
+    const retiring = await freshKmsKey(stack.kms, 'retiring');
+    assert.equal((await rekey(stack.config, ['retire', retiring.keyId, '--bucket', bucket, '--prefix', 'none/'])).code, 0);
+    const eightDaysOn = { REKEY_RETIREMENT_NOW: new Date(Date.now() + 8 * 86_400_000).toISOString() };
+    const scheduled = await rekey(stack.config, ['retire', retiring.keyId, '--schedule-deletion', '--pending-days', '7', '--probe-key', newKey.keyId], eightDaysOn);
+    assert.equal(scheduled.code, 0, scheduled.stderr);
 
     worker = startWorker(stack.config, ['--metrics-port', '0', '--concurrency', '2', '--threads', '2']);
     for (const [prefix, mode] of [['small/', 'rewrap'], ['big/', 'rekey']] as const) {

@@ -10,6 +10,8 @@ import {
 import { dashboardQueries, queryPrometheus, waitForSeries, type PromSample } from '../../helpers/prometheus.js';
 import { uniqueName } from '../../helpers/stack.js';
 
+const RETIRING_KEY = 'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+
 /** What a worker would have handled; none of it may reach Prometheus. */
 const BUCKET = 'rekey-payroll-bucket';
 const OBJECT_KEY = 'customers/4711/ledger 2024.csv';
@@ -93,6 +95,15 @@ describe('metrics scraped by the real Prometheus', () => {
     assert.ok(utilization > 0.4 && utilization < 0.6, String(utilization));
   });
 
+  test('retiring keys: refusals, state and deletion date from the provider', async () => {
+    const k = `${own}, key="${RETIRING_KEY}"`;
+    assert.equal(await scraped(`rekey_retiring_key_refusals_total{${k}}`), 2);
+    assert.equal(await scraped(`rekey_retiring_key_state{${k}, state="pending-deletion"}`), 1);
+    assert.equal(await scraped(`rekey_retiring_key_deletion_timestamp_seconds{${k}}`), Date.UTC(2030, 0, 31) / 1000);
+    assert.equal(await scraped(`rekey_retiring_key_refusals_total{${own}, key="${RETIRING_KEY}-2"}`), 0);
+    assert.deepEqual(await queryPrometheus(`rekey_retiring_key_deletion_timestamp_seconds{${own}, key="${RETIRING_KEY}-2"}`), [], 'a key only disabled has no deletion date');
+  });
+
   test("Node's default metrics, per worker", async () => {
     assert.ok((await scraped(`process_resident_memory_bytes{${own}}`)) > 0);
     assert.ok((await scraped(`process_cpu_seconds_total{${own}}`)) > 0);
@@ -138,6 +149,10 @@ function record(metrics: RekeyMetrics, campaign: string): void {
 
   metrics.provideQueueCounts(async () => ({ waiting: 7, active: 2, completed: 5 }));
   metrics.provideCampaignProgress(async () => [{ campaign, planned: 10, done: 3, etaSeconds: 120, remaining: { object: 1, 'noncurrent-version': 0, 'instruction-file': 0, 'orphan-instruction-file': 0, unreadable: 0 } }]);
+  metrics.provideRetiringKeys(async () => [
+    { key: RETIRING_KEY, state: 'pending-deletion', refusals: 2, deletionDate: Date.UTC(2030, 0, 31) },
+    { key: `${RETIRING_KEY}-2`, state: 'disabled', refusals: 0 },
+  ]);
   const started = performance.now() / 1000;
   metrics.provideThreadPool(() => ({
     threads: 4,

@@ -151,6 +151,10 @@ describe('the Grafana dashboard', () => {
     assert.ok(shows(/rate\(process_cpu_seconds_total/));
     assert.ok(shows(/process_resident_memory_bytes/));
     assert.ok(shows(/rekey_objects_in_flight/));
+    assert.ok(shows(/by \(key, state\) \(rekey_retiring_key_state/, 'table'));
+    assert.ok(shows(/rekey_retiring_key_deletion_timestamp_seconds/, 'table'));
+    assert.ok(shows(/by \(key\) \(rekey_retiring_key_refusals_total/));
+    assert.ok(shows(/ALERTS\{alertstate="firing", alertname=~"Rekey\.\+"\}/));
   });
 
   test('uses only metrics the metrics module exports, and shows every rekey metric', () => {
