@@ -3,8 +3,6 @@ import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
-  ListMultipartUploadsCommand,
-  ListPartsCommand,
   PutObjectCommand,
   UploadPartCopyCommand,
   type S3Client,
@@ -149,53 +147,6 @@ export async function abortUpload(
 
 function isUnknownUpload(err: unknown): boolean {
   return (err as { name?: string }).name === 'NoSuchUpload' || s3Failure(err, 'upload').reason === 'gone';
-}
-
-/** How far S3's clock may run behind the worker's when an upload's initiation time is compared with an intent. */
-const CLOCK_SKEW_MS = 5 * 60_000;
-
-/**
- * Aborts the uploads S3 may have made for an intent whose upload id never reached the journal: uploads
- * of exactly that key, initiated since the intent, without parts. rekey sends no part before the
- * upload id is journaled, so an upload of ours in that state has none; a writer's upload that already
- * has parts is never touched. Returns how many were aborted.
- */
-export async function abortUnjournaledUploads(s3: S3Client, intent: UploadIntent): Promise<number> {
-  let aborted = 0;
-  for (const uploadId of await uploadsSince(s3, intent)) {
-    try {
-      const parts = await s3.send(new ListPartsCommand({ Bucket: intent.bucket, Key: intent.key, UploadId: uploadId, MaxParts: 1 }));
-      if ((parts.Parts ?? []).length > 0) continue;
-    } catch (err) {
-      if (isUnknownUpload(err)) continue;
-      throw s3Failure(err, `list parts of an upload of s3://${intent.bucket}/${intent.key}`);
-    }
-    await abortUpload(s3, { bucket: intent.bucket, key: intent.key, uploadId });
-    aborted += 1;
-  }
-  return aborted;
-}
-
-async function uploadsSince(s3: S3Client, intent: UploadIntent): Promise<string[]> {
-  const ids: string[] = [];
-  let keyMarker: string | undefined;
-  let uploadIdMarker: string | undefined;
-  try {
-    for (;;) {
-      const out = await s3.send(
-        new ListMultipartUploadsCommand({ Bucket: intent.bucket, Prefix: intent.key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
-      );
-      for (const u of out.Uploads ?? []) {
-        const initiated = u.Initiated?.getTime() ?? Number.POSITIVE_INFINITY;
-        if (u.Key === intent.key && u.UploadId && initiated >= intent.at - CLOCK_SKEW_MS) ids.push(u.UploadId);
-      }
-      if (!out.IsTruncated) return ids;
-      keyMarker = out.NextKeyMarker;
-      uploadIdMarker = out.NextUploadIdMarker;
-    }
-  } catch (err) {
-    throw s3Failure(err, `list multipart uploads of s3://${intent.bucket}/${intent.key}`);
-  }
 }
 
 export interface PutSmallObjectInput {
