@@ -10,6 +10,7 @@ export const REASON_CODES = [
   'bad-metadata',
   'missing-instruction-file',
   'unsupported-algorithm',
+  'unauthenticated-source',
   // content
   'tag-mismatch',
   'commitment-mismatch',
@@ -22,6 +23,7 @@ export const REASON_CODES = [
   'kms-disabled',
   'kms-throttled',
   'kms-error',
+  'kms-rejected',
   // S3 and the object's state
   'changed',
   'gone',
@@ -29,6 +31,10 @@ export const REASON_CODES = [
   'already-rotated',
   'source-key-mismatch',
   'noncurrent-version',
+  'metadata-too-large',
+  'incomplete-write',
+  's3-denied',
+  's3-rejected',
   's3-error',
   // run control
   'cancelled',

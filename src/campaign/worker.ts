@@ -77,7 +77,7 @@ export class CampaignWorker {
     // One attempt per SDK call: the batcher retries, and only its retries take a token from the
     // campaign's shared rate limit and are counted (rekey_kms_throttles_total). The SDK's own retries
     // would hit a throttling KMS again outside the shared pace, and unseen.
-    this.kms = makeKmsClient(config, { maxAttempts: 1 });
+    this.kms = makeKmsClient(config, { retries: 'none' });
     this.redis = makeRedis(config);
     this.store = new CampaignStore(this.redis, config.redisPrefix);
     this.queue = makeQueue(config);

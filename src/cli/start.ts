@@ -29,9 +29,17 @@ function checkTiming(flags: StartFlags, sources: CampaignSpec['sources']): void 
   if (flags.dryRun) throw new ConfigError('--dry-run estimates one campaign: leave out --every');
 }
 
+/** The opt-in is about decrypting content, which only rekey does. */
+function checkSourceOptIn(flags: StartFlags): void {
+  if (flags.allowUnauthenticatedSource && flags.mode !== 'rekey') {
+    throw new ConfigError('--allow-unauthenticated-source is for --mode rekey: rewrap never decrypts content and moves legacy CBC objects without it');
+  }
+}
+
 async function specFrom(config: Config, flags: StartFlags): Promise<CampaignSpec> {
   const sources = sourcesFrom(flags);
   checkTiming(flags, sources);
+  checkSourceOptIn(flags);
   const kms = makeKmsClient(config);
   try {
     const targetKeyArn = await resolveKeyArn(kms, flags.targetKey, 'target key');
@@ -49,6 +57,7 @@ async function specFrom(config: Config, flags: StartFlags): Promise<CampaignSpec
       batchSize: flags.batchSize,
       ...(flags.includeVersions ? { includeVersions: true } : {}),
       ...(flags.purgeReplacedVersions ? { purgeReplacedVersions: true } : {}),
+      ...(flags.allowUnauthenticatedSource ? { allowUnauthenticatedSource: true } : {}),
       // A schedule sets each run's cut-off when it fires.
       ...(flags.minAge !== undefined && flags.every === undefined ? { modifiedBefore: ageCutoff(Date.now(), flags.minAge) } : {}),
     };

@@ -119,7 +119,12 @@ function ruleFor(code: string, err: SdkErrorShape, status: number | undefined, s
   if (/not authori[sz]ed/i.test(serverMessage)) return denied;
   if (status === 429 || err.$retryable?.throttling === true) return throttled;
   if ((status !== undefined && status >= 500) || err.$fault === 'server') return transient('KMS answered with a server error');
-  return { reason: 'kms-error', retryable: false, explain: 'KMS rejected the request' };
+  return { reason: 'kms-rejected', retryable: false, explain: 'KMS rejected the request' };
+}
+
+/** Whether the same KMS request may succeed when sent again: the SDK's retries ask this. */
+export function isRetryableKmsError(err: unknown): boolean {
+  return classifyKmsError(err, 'Decrypt').retryable;
 }
 
 /**

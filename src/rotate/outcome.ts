@@ -1,4 +1,5 @@
 import { reasonOf, type ReasonCode } from '../errors.js';
+import { budgetSpent } from '../retry/budget.js';
 
 export type Mode = 'rewrap' | 'rekey';
 export const MODES: readonly Mode[] = ['rewrap', 'rekey'];
@@ -32,6 +33,12 @@ export interface ObjectOutcome {
   readonly newEtag: string | undefined;
   readonly oldVersionId: string | undefined;
   readonly newVersionId: string | undefined;
+  /**
+   * rekey only: true when the old content was verified by an authenticated cipher (GCM tag, V3 key
+   * commitment), false for legacy AES/CBC, which only padding and lengths check; undefined when the
+   * body was not decrypted (rewrap, or an object left before).
+   */
+  readonly sourceAuthenticated: boolean | undefined;
   readonly bytesRead: number;
   readonly bytesWritten: number;
   readonly durationMs: number;
@@ -54,6 +61,7 @@ const SKIP_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
   'source-key-mismatch',
   'noncurrent-version',
   'not-encrypted',
+  'unauthenticated-source',
   'cancelled',
 ]);
 
@@ -79,6 +87,7 @@ const EMPTY_FACTS = {
   newEtag: undefined,
   oldVersionId: undefined,
   newVersionId: undefined,
+  sourceAuthenticated: undefined,
   bytesRead: 0,
   bytesWritten: 0,
   durationMs: 0,
@@ -88,8 +97,11 @@ export function rotated(ref: ObjectRef, mode: Mode, facts: OutcomeFacts, message
   return { ...EMPTY_FACTS, ...facts, ref, mode, outcome: 'rotated', reason: undefined, message, retryable: false };
 }
 
+/** A transient failure is final once the object's retry budget is spent: attempts never stack up. */
 export function notRotated(ref: ObjectRef, mode: Mode, reason: ReasonCode, message: string, facts: OutcomeFacts = {}): ObjectOutcome {
-  return { ...EMPTY_FACTS, ...facts, ref, mode, outcome: kindOf(reason), reason, message, retryable: isRetryable(reason) };
+  const retryable = isRetryable(reason) && !budgetSpent();
+  const final = isRetryable(reason) && !retryable ? `${message} (retry budget spent)` : message;
+  return { ...EMPTY_FACTS, ...facts, ref, mode, outcome: kindOf(reason), reason, message: final, retryable };
 }
 
 /** Any error becomes an outcome; an unexpected one is `failed:internal`, never a crash of the campaign. */

@@ -6,24 +6,27 @@ import type { CipherPool, PoolStream } from '../crypto/pool.js';
 import { decryptSpecFor, encryptSpecFor } from '../crypto/specs.js';
 import {
   buildEnvelope,
+  CBC,
   encryptionContextForNewEnvelope,
   kmsEncryptionContext,
-  serialiseEnvelope,
   userEncryptionContext,
   type Envelope,
 } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
+import { RekeyError } from '../errors.js';
+import { RetryBudget, withBudget } from '../retry/budget.js';
 import { s3Failure } from '../s3/errors.js';
 import type { WriteResult } from '../s3/conditional-writes.js';
 import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
-import { readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
+import { readSmallObject, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type TargetFormat } from './outcome.js';
-import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
+import { instructionKey, readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
+import { exactLength } from './body-length.js';
 import { modifiedSinceCutoff, notDue, type RotationTarget } from './target.js';
-import { mergedMetadata } from './write-envelope.js';
+import { placeEnvelope, putInstructionFile } from './write-envelope.js';
 
 export interface RekeyDeps {
   readonly s3: S3Client;
@@ -33,6 +36,10 @@ export interface RekeyDeps {
   readonly objectConcurrency?: number;
   readonly upload?: Omit<ReplacementOptions, 'journal'>;
 }
+
+const UNAUTHENTICATED_SOURCE =
+  'legacy AES/CBC content has no authentication: a wrong key or damage can pass unseen and would then carry a valid GCM tag; ' +
+  'rekey it with --allow-unauthenticated-source, or rewrap it (the body stays as it is)';
 
 /** V1 is read-only: a rekey writes V2 unless V3 is asked for; otherwise the source's version is kept. */
 export function targetVersion(source: Envelope['version'], wanted: TargetFormat): 'v2' | 'v3' {
@@ -60,7 +67,7 @@ export class Rekeyer {
     return Promise.all(
       refs.map((ref) =>
         limit(async () => {
-          const outcome = await this.rekeyOne(ref, journal);
+          const outcome = await withBudget(new RetryBudget(), () => this.rekeyOne(ref, journal));
           await onOutcome?.(outcome);
           return outcome;
         }),
@@ -75,10 +82,14 @@ export class Rekeyer {
     try {
       const object = await readEncryptedObject(this.deps.s3, ref);
       const { snapshot, envelope } = object;
-      facts = { format: envelope.version, oldEtag: snapshot.etag, oldVersionId: snapshot.versionId };
+      facts = { format: envelope.version, oldEtag: snapshot.etag, oldVersionId: snapshot.versionId, sourceAuthenticated: envelope.contentCipher !== CBC };
       // An age cut-off is told by the date alone: no plaintext data key for an object rotated since.
       const recent = modifiedSinceCutoff(this.target, snapshot.lastModified);
       if (recent) return notRotated(ref, 'rekey', 'already-rotated', recent, { ...facts, durationMs: Date.now() - started });
+      /* Precondition: unauthenticated content gets an authenticated tag only when the campaign opted in. */
+      if (!facts.sourceAuthenticated && !this.target.allowUnauthenticatedSource) {
+        return notRotated(ref, 'rekey', 'unauthenticated-source', UNAUTHENTICATED_SOURCE, { ...facts, durationMs: Date.now() - started });
+      }
       const old = await this.deps.kms.decryptDataKey(envelope.encryptedDataKey, kmsEncryptionContext(envelope));
       const oldKey = DataKey.adopt(old.plaintext);
       keys.push(oldKey);
@@ -102,15 +113,17 @@ export class Rekeyer {
         dataKey: newKey,
         ...(envelope.unencryptedContentLength === undefined ? {} : { unencryptedContentLength: envelope.unencryptedContentLength }),
       });
+      const placed = placeEnvelope(snapshot, newEnvelope);
       // Everything awaited goes before the cipher starts: an early cipher error needs a reader attached.
+      const fileNow = placed.instructionFile === undefined ? undefined : object.instructionFile ?? (await this.currentInstructionFile(snapshot));
       const tagging = await readTagging(this.deps.s3, snapshot);
       const body = await this.readBody(snapshot);
       const cipher = this.deps.pool.reencrypt(body, {
         decrypt: decryptSpecFor(envelope, oldKey),
         encrypt: encryptSpecFor(newEnvelope, newKey),
       });
-      const written = await this.upload(object, newEnvelope, cipher, tagging, journal);
-      const stale = await this.dropStaleInstructionFile(object);
+      const written = await this.upload(object, placed.metadata, cipher, tagging, journal);
+      const stale = placed.instructionFile === undefined ? await this.dropStaleInstructionFile(object) : await this.writeInstructionFile(object, placed.instructionFile, fileNow);
       const outcome = rotated(ref, 'rekey', {
         ...facts,
         newFormat: version,
@@ -121,7 +134,7 @@ export class Rekeyer {
         bytesWritten: cipher.bytesOut,
         durationMs: Date.now() - started,
       }, stale.note);
-      const replacement = replacementOf(object, written, stale.markerVersionId);
+      const replacement = replacementOf(object, written, stale, placed.metadata);
       return settledOutcome(outcome, await this.replaced.settle(replacement), replacement.replaced);
     } catch (err) {
       return await settleLostWrite(this.deps, this.target, fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started }));
@@ -136,17 +149,14 @@ export class Rekeyer {
       const out = await this.deps.s3.send(
         new GetObjectCommand({ Bucket: snapshot.bucket, Key: snapshot.key, VersionId: snapshot.versionId, IfMatch: snapshot.etag }),
       );
-      return out.Body as Readable;
+      return exactLength(out.Body as Readable, snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
     } catch (err) {
       throw s3Failure(err, `GET s3://${snapshot.bucket}/${snapshot.key}`);
     }
   }
 
-  private upload(object: EncryptedObject, envelope: Envelope, cipher: PoolStream, tagging: string | undefined, journal: UploadJournal) {
+  private upload(object: EncryptedObject, metadata: Record<string, string>, cipher: PoolStream, tagging: string | undefined, journal: UploadJournal) {
     const { snapshot } = object;
-    // The new envelope always goes into object metadata: body and key then change in one atomic
-    // completion, whereas a separate instruction file could pair a new body with an old key.
-    const metadata = mergedMetadata(snapshot, serialiseEnvelope(envelope).objectMetadata);
     return uploadReplacement(
       this.deps.s3,
       { snapshot, body: cipher, metadata, tagging, contentLength: snapshot.size },
@@ -154,37 +164,73 @@ export class Rekeyer {
     );
   }
 
+  /** The instruction file a new one replaces when the object's own envelope was in its metadata. */
+  private async currentInstructionFile(snapshot: ObjectSnapshot): Promise<InstructionFile | undefined> {
+    const key = instructionKey(snapshot.key);
+    const file = await readSmallObject(this.deps.s3, snapshot.bucket, key);
+    return file && { ...file, key };
+  }
+
+  /**
+   * The body is written first, then its instruction file, conditional on the file read: the other
+   * order would pair the old body with the new key for as long as the upload takes; this one only
+   * for the one small PUT. Should that PUT fail, the object cannot be read until the file is put, so
+   * the failure says what to put there (a wrapped key is ciphertext, as in any instruction file).
+   */
+  private async writeInstructionFile(object: EncryptedObject, body: string, previous: InstructionFile | undefined): Promise<FileSettlement> {
+    const { bucket, key } = object.snapshot;
+    const fileKey = instructionKey(key);
+    try {
+      const written = await putInstructionFile(this.deps.s3, { bucket, key: fileKey, body }, previous, object.snapshot);
+      return { note: `rotated; the envelope is in the instruction file, object metadata has no room for it`, file: { key: fileKey, versionId: written.versionId, etag: written.etag } };
+    } catch (err) {
+      const cause = s3Failure(err, `PUT s3://${bucket}/${fileKey}`).message;
+      throw new RekeyError('incomplete-write', `the new body of s3://${bucket}/${key} is written but not its instruction file (${cause}); put this in s3://${bucket}/${fileKey} to read it: ${body}`);
+    }
+  }
+
   /**
    * Object metadata wins over an instruction file for every reader, so the old file is only a copy of
    * the old wrapped key. The object is rotated either way; a file that cannot go is said in the message.
    * In a versioned bucket the delete puts a marker on top of the file's last version, which stays.
    */
-  private async dropStaleInstructionFile(object: EncryptedObject): Promise<{ note: string; markerVersionId?: string | undefined }> {
+  private async dropStaleInstructionFile(object: EncryptedObject): Promise<FileSettlement> {
     const file = object.instructionFile;
     if (file === undefined) return { note: 'rotated' };
     try {
       // Conditional: a file another writer replaced meanwhile is theirs and stays.
       const out = await this.deps.s3.send(new DeleteObjectCommand({ Bucket: object.snapshot.bucket, Key: file.key, IfMatch: file.etag }));
-      return { note: 'rotated; the envelope moved from the instruction file into object metadata', markerVersionId: out.DeleteMarker ? out.VersionId : undefined };
+      return { note: 'rotated; the envelope moved from the instruction file into object metadata', fileVersionAfter: out.DeleteMarker ? out.VersionId : undefined };
     } catch (err) {
       return { note: `rotated; the old instruction file stays: ${s3Failure(err, `DELETE s3://${object.snapshot.bucket}/${file.key}`).message}` };
     }
   }
 }
 
+type InstructionFile = NonNullable<EncryptedObject['instructionFile']>;
+
+/** What became of the instruction file: deleted (a delete marker in a versioned bucket) or rewritten. */
+interface FileSettlement {
+  readonly note: string;
+  readonly fileVersionAfter?: string | undefined;
+  readonly file?: { readonly key: string; readonly versionId: string | undefined; readonly etag: string | undefined };
+}
+
 /**
  * A rekey writes a new object version; in a versioned bucket the version it read stays, and so does
- * the instruction file's last version once the file is deleted (a delete marker hides it).
+ * the instruction file's last version once the file is deleted (a delete marker hides it) or
+ * rewritten. With a new instruction file, that file is what a verification reads.
  */
-function replacementOf(object: EncryptedObject, written: WriteResult, fileMarker: string | undefined): Replacement {
-  const { snapshot, instructionFile: file } = object;
+function replacementOf(object: EncryptedObject, written: WriteResult, settled: FileSettlement, metadata: Record<string, string>): Replacement {
+  const { snapshot, instructionFile: old } = object;
+  const file = settled.file;
   return {
     bucket: snapshot.bucket,
-    written: { location: 'object', key: snapshot.key, versionId: written.versionId, etag: written.etag },
-    objectMetadata: snapshot.metadata,
+    written: file ? { location: 'instruction-file', ...file } : { location: 'object', key: snapshot.key, versionId: written.versionId, etag: written.etag },
+    objectMetadata: metadata,
     replaced: [
       ...replacedBy(snapshot.key, snapshot.versionId, written.versionId),
-      ...(file ? replacedBy(file.key, file.versionId, fileMarker) : []),
+      ...(old ? replacedBy(old.key, old.versionId, file?.versionId ?? settled.fileVersionAfter) : []),
     ],
   };
 }

@@ -2,6 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { rewrapEncryptionContexts, withRewrappedKey, type RewrapContexts } from '../formats/index.js';
 import type { KmsBatcher, RewrapResult } from '../kms/batcher.js';
+import { RetryBudget, withBudget } from '../retry/budget.js';
 import type { WriteResult } from '../s3/conditional-writes.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeSink } from './outcome.js';
@@ -53,7 +54,7 @@ export class Rewrapper {
     // writes): an S3 slot is held per request, so one object's KMS wait leaves it to another object.
     const settledAll = await Promise.allSettled(
       refs.map(async (ref) => {
-        const outcome = await this.settle(await this.rotateOne(ref, limit, journal), limit);
+        const outcome = await withBudget(new RetryBudget(), async () => this.settle(await this.rotateOne(ref, limit, journal), limit));
         await onOutcome?.(outcome);
         return outcome;
       }),

@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { s3Failure } from './errors.js';
-import { readTagging, type ObjectSnapshot } from './snapshot.js';
+import { readTagging, type KeptSettings, type ObjectSnapshot } from './snapshot.js';
 import { noJournal, type UploadIntent, type UploadJournal } from './upload-journal.js';
 
 /** CopyObject copies at most 5 GB in one request; larger objects need UploadPartCopy. */
@@ -28,8 +28,8 @@ export interface ReplaceMetadataOptions {
 }
 
 /** Everything that must be sent again when a rewrite replaces the object (design.md invariant 5). */
-function keptSettings(snapshot: ObjectSnapshot) {
-  return { ...snapshot.headers, ...snapshot.sse, StorageClass: snapshot.storageClass as never };
+export function keptSettings(settings: KeptSettings) {
+  return { ...settings.headers, ...settings.sse, StorageClass: settings.storageClass as never };
 }
 
 /**
@@ -156,7 +156,10 @@ export interface PutSmallObjectInput {
   readonly metadata: Record<string, string>;
   /** The ETag read before; `undefined` only when the object must not exist yet. */
   readonly ifMatch: string | undefined;
-  readonly contentType?: string;
+  /** The headers, SSE settings and storage class to write with, e.g. those of the file replaced. */
+  readonly settings?: KeptSettings;
+  /** Tags as the `Tagging` parameter wants them. */
+  readonly tagging?: string | undefined;
 }
 
 /** A conditional PutObject: If-Match the ETag read, or If-None-Match * for a new object. */
@@ -168,7 +171,8 @@ export async function putSmallObject(s3: S3Client, input: PutSmallObjectInput): 
         Key: input.key,
         Body: input.body,
         Metadata: input.metadata,
-        ContentType: input.contentType,
+        Tagging: input.tagging,
+        ...(input.settings ? keptSettings(input.settings) : {}),
         ...(input.ifMatch ? { IfMatch: input.ifMatch } : { IfNoneMatch: '*' }),
       }),
     );
