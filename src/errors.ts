@@ -81,3 +81,42 @@ export class ConfigError extends Error {
 export function reasonOf(err: unknown): ReasonCode {
   return err instanceof RekeyError ? err.reason : 'internal';
 }
+
+/** A campaign's state does not allow what was asked (pause a finished campaign); the CLI exits 5. */
+export class StateConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateConflictError';
+  }
+}
+
+/** A service rekey needs did not answer; the CLI prints this one line and exits 1. */
+export class UnreachableError extends Error {
+  constructor(service: 'Redis' | 'S3' | 'KMS', endpoint: string, detail: string, hint: string) {
+    super(`${service} at ${endpoint} is unreachable (${detail}): ${hint}`);
+    this.name = 'UnreachableError';
+  }
+}
+
+/** Node socket errors: the request got no answer at all. */
+export const NETWORK_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/** The socket error (or the SDK's `TimeoutError`) behind `err` or its cause; undefined for an answered request. */
+export function networkCodeOf(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; name?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return e.code;
+    // The SDK's own name for a connection that timed out; a KmsError keeps it as its code.
+    if (e.name === 'TimeoutError' || e.code === 'TimeoutError') return 'TimeoutError';
+  }
+  return undefined;
+}

@@ -1,26 +1,35 @@
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../errors.js';
+import { loadConfig } from '../config/config.js';
+import { ConfigError, StateConflictError, UnreachableError } from '../errors.js';
 import { registerAudit } from './audit.js';
 import { registerControl } from './control.js';
 import { registerDoctor } from './doctor.js';
 import { registerPlan } from './plan.js';
+import { requireRedis, unreachableOf } from './reachability.js';
 import { registerReport } from './report.js';
 import { registerSchedules } from './schedule.js';
 import { registerStart } from './start.js';
 import { registerWorker } from './worker.js';
 
 /**
- * Exit codes, documented in the README: 0 done, 1 the work failed, 2 bad flags or configuration;
- * `audit` adds 3 (objects remain under the key) and 4 (none found, but some could not be read).
+ * Exit codes, documented in the README: 0 done, 1 the work failed (or a service is unreachable),
+ * 2 bad flags or configuration; `audit` adds 3 (objects remain under the key) and 4 (none found, but
+ * some could not be read); 5 the campaign's state does not allow the command (pause a finished one).
  */
-export const EXIT = { ok: 0, failed: 1, usage: 2, keyInUse: 3, keyUseUnproven: 4 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, keyInUse: 3, keyUseUnproven: 4, stateConflict: 5 } as const;
+
+/** Commands that fail at once without Redis; `worker` waits for it, `doctor` reports on it. */
+const NEEDS_REDIS = new Set(['start', 'run', 'plan', 'status', 'pause', 'resume', 'cancel', 'retry', 'report', 'audit', 'schedules', 'unschedule']);
 
 export function buildProgram(): Command {
   const program = new Command('rekey')
     .description('Re-encrypt client-side envelope-encrypted S3 objects in bulk (S3 Encryption Client V1/V2/V3).')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(text) });
+    .configureOutput({ outputError: (text, write) => write(text) })
+    .hook('preAction', async (_, command) => {
+      if (NEEDS_REDIS.has(command.name())) await requireRedis(loadConfig());
+    });
   registerStart(program);
   registerPlan(program);
   registerSchedules(program);
@@ -46,6 +55,15 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     if (err instanceof ConfigError) {
       process.stderr.write(`rekey: ${err.message.split('\n').join('\nrekey: ')}\n`);
       return EXIT.usage;
+    }
+    if (err instanceof StateConflictError) {
+      process.stderr.write(`rekey: ${err.message}\n`);
+      return EXIT.stateConflict;
+    }
+    const down = err instanceof UnreachableError ? err : unreachableOf(err, loadConfig(process.env));
+    if (down) {
+      process.stderr.write(`rekey: ${down.message}\n`);
+      return EXIT.failed;
     }
     throw err;
   }

@@ -66,3 +66,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditLog: e.REKEY_AUDIT_LOG,
   };
 }
+
+/** Where Redis is, as it may be printed: the URL without user name and password. */
+export function redisEndpoint(config: Pick<Config, 'redisUrl'>): string {
+  try {
+    const url = new URL(config.redisUrl);
+    url.username = '';
+    url.password = '';
+    return url.toString().replace(/\/$/, '');
+  } catch {
+    return '(unparsable REDIS_URL)';
+  }
+}

@@ -1,6 +1,6 @@
-import { RekeyError, type ReasonCode } from '../errors.js';
+import { NETWORK_CODES, RekeyError, type ReasonCode } from '../errors.js';
 
-export type KmsOperation = 'ReEncrypt' | 'GenerateDataKey' | 'Decrypt';
+export type KmsOperation = 'ReEncrypt' | 'GenerateDataKey' | 'Decrypt' | 'DescribeKey';
 
 export interface KmsErrorInit {
   readonly reason: ReasonCode;
@@ -89,19 +89,6 @@ const RULES_BY_CODE: Readonly<Record<string, Rule>> = {
   ExpiredTokenException: denied,
   MissingAuthenticationToken: denied,
 };
-
-/** Node socket errors worth another attempt (the set the SDK's own retryer uses, plus DNS hiccups). */
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 
 interface SdkErrorShape {
   readonly name?: unknown;

@@ -116,3 +116,14 @@ export function fromError(ref: ObjectRef, mode: Mode, err: unknown, facts: Outco
  * record it at once, so a worker killed mid-batch loses no finished object's facts.
  */
 export type OutcomeSink = (outcome: ObjectOutcome) => Promise<void>;
+
+/**
+ * Asked before each object starts: true once the campaign was cancelled, so a batch in flight stops
+ * at the next object boundary (an object under way finishes, its write is never cut in half).
+ */
+export type StopCheck = () => Promise<boolean>;
+
+/** The outcome of an object a cancelled campaign never started. */
+export function cancelledBeforeStart(ref: ObjectRef, mode: Mode): ObjectOutcome {
+  return notRotated(ref, mode, 'cancelled', 'the campaign was cancelled before this object started');
+}

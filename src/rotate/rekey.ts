@@ -20,7 +20,7 @@ import type { WriteResult } from '../s3/conditional-writes.js';
 import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
 import { readSmallObject, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
-import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type TargetFormat } from './outcome.js';
+import { cancelledBeforeStart, fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type StopCheck, type TargetFormat } from './outcome.js';
 import { instructionKey, readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
@@ -35,6 +35,7 @@ export interface RekeyDeps {
   /** Objects streamed at once per batch; memory per object is bounded by the pool and the upload parts. */
   readonly objectConcurrency?: number;
   readonly upload?: Omit<ReplacementOptions, 'journal'>;
+  readonly stopped?: StopCheck;
 }
 
 const UNAUTHENTICATED_SOURCE =
@@ -67,7 +68,7 @@ export class Rekeyer {
     return Promise.all(
       refs.map((ref) =>
         limit(async () => {
-          const outcome = await withBudget(new RetryBudget(), () => this.rekeyOne(ref, journal));
+          const outcome = (await this.deps.stopped?.()) ? cancelledBeforeStart(ref, 'rekey') : await withBudget(new RetryBudget(), () => this.rekeyOne(ref, journal));
           await onOutcome?.(outcome);
           return outcome;
         }),

@@ -5,7 +5,7 @@ import type { KmsBatcher, RewrapResult } from '../kms/batcher.js';
 import { RetryBudget, withBudget } from '../retry/budget.js';
 import type { WriteResult } from '../s3/conditional-writes.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
-import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeSink } from './outcome.js';
+import { cancelledBeforeStart, fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeSink, type StopCheck } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
@@ -17,6 +17,7 @@ export interface RewrapDeps {
   readonly kms: KmsBatcher;
   /** S3 requests in flight at once for one batch. */
   readonly s3Concurrency?: number;
+  readonly stopped?: StopCheck;
 }
 
 interface Prepared {
@@ -77,7 +78,8 @@ export class Rewrapper {
     const started = Date.now();
     let prepared: Prepared;
     try {
-      const object = await limit(() => readEncryptedObject(this.deps.s3, ref));
+      const object = await limit(async () => ((await this.deps.stopped?.()) ? undefined : readEncryptedObject(this.deps.s3, ref)));
+      if (object === undefined) return { outcome: cancelledBeforeStart(ref, 'rewrap') };
       const recent = modifiedSinceCutoff(this.target, object.snapshot.lastModified);
       // An age cut-off is told by the date alone: no KMS call for an object rotated since.
       if (recent) return { outcome: notRotated(ref, 'rewrap', 'already-rotated', recent, { format: object.envelope.version, durationMs: Date.now() - started }) };
