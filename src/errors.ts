@@ -90,11 +90,17 @@ export class StateConflictError extends Error {
   }
 }
 
-/** A service rekey needs did not answer; the CLI prints this one line and exits 1. */
+/**
+ * A service rekey needs did not answer; the CLI prints this one line and exits 1. `code` is the
+ * socket error, so the S3 and KMS classifications still see a transient network failure.
+ */
 export class UnreachableError extends Error {
-  constructor(service: 'Redis' | 'S3' | 'KMS', endpoint: string, detail: string, hint: string) {
-    super(`${service} at ${endpoint} is unreachable (${detail}): ${hint}`);
+  readonly code: string;
+
+  constructor(service: 'Redis' | 'S3' | 'KMS', endpoint: string, code: string, hint: string, options?: { cause?: unknown }) {
+    super(`${service} at ${endpoint} is unreachable (${code}): ${hint}`, options);
     this.name = 'UnreachableError';
+    this.code = code;
   }
 }
 

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { loadConfig } from '../config/config.js';
-import { ConfigError, StateConflictError, UnreachableError } from '../errors.js';
+import { ConfigError, StateConflictError } from '../errors.js';
 import { registerAudit } from './audit.js';
 import { registerControl } from './control.js';
 import { registerDoctor } from './doctor.js';
@@ -60,7 +60,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       process.stderr.write(`rekey: ${err.message}\n`);
       return EXIT.stateConflict;
     }
-    const down = err instanceof UnreachableError ? err : unreachableOf(err, loadConfig(process.env));
+    const down = unreachableOf(err);
     if (down) {
       process.stderr.write(`rekey: ${down.message}\n`);
       return EXIT.failed;

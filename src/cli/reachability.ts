@@ -1,7 +1,6 @@
 import { Redis } from 'ioredis';
 import { redisEndpoint, type Config } from '../config/config.js';
-import { KmsError } from '../kms/errors.js';
-import { networkCodeOf, RekeyError, UnreachableError } from '../errors.js';
+import { networkCodeOf, UnreachableError } from '../errors.js';
 
 /** Long enough for a TLS handshake across regions, short enough that the CLI answers within 10 s. */
 const REDIS_CONNECT_TIMEOUT_MS = 5_000;
@@ -33,18 +32,10 @@ export async function requireRedis(config: Config): Promise<void> {
   }
 }
 
-/**
- * An S3 or KMS request that got no answer after its retries, as the one line the CLI prints: which
- * endpoint, and what to do. Undefined for any other error.
- */
-export function unreachableOf(err: unknown, config: Config): UnreachableError | undefined {
-  const code = networkCodeOf(err);
-  if (code === undefined) return undefined;
-  if (err instanceof KmsError) {
-    return new UnreachableError('KMS', config.kmsEndpoint ?? `kms.${config.region}.amazonaws.com`, code, 'check AWS_ENDPOINT_URL_KMS (or AWS_ENDPOINT_URL), AWS_REGION and the network');
-  }
-  if (err instanceof RekeyError) {
-    return new UnreachableError('S3', config.s3Endpoint ?? `s3.${config.region}.amazonaws.com`, code, 'check AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL), AWS_REGION and the network');
+/** The UnreachableError behind `err`, however deep an S3 or KMS failure wrapped it; undefined for any other error. */
+export function unreachableOf(err: unknown): UnreachableError | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (e instanceof UnreachableError) return e;
   }
   return undefined;
 }

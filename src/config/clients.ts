@@ -1,6 +1,7 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Redis, type RedisOptions } from 'ioredis';
+import { networkCodeOf, UnreachableError } from '../errors.js';
 import { isRetryableKmsError } from '../kms/errors.js';
 import { budgetedRetryStrategy, OBJECT_BUDGET } from '../retry/budget.js';
 import { isTransientS3Error } from '../s3/errors.js';
@@ -26,23 +27,46 @@ function retrySettings(options: ClientOptions, transient: (error: unknown) => bo
   return options.retries === 'none' ? { maxAttempts: 1 } : { maxAttempts: OBJECT_BUDGET.retries + 1, retryStrategy: budgetedRetryStrategy(transient) };
 }
 
+/**
+ * A request that got no answer after its retries becomes an UnreachableError naming the endpoint,
+ * whoever sent it: the CLI prints it as it is, rotation classifies it by its socket error.
+ */
+function namingUnreachable(service: 'S3' | 'KMS', endpoint: string, variable: string) {
+  const hint = `check ${variable} (or AWS_ENDPOINT_URL), AWS_REGION and the network`;
+  return <A, R>(next: (args: A) => Promise<R>) =>
+    async (args: A): Promise<R> => {
+      try {
+        return await next(args);
+      } catch (err) {
+        const code = networkCodeOf(err);
+        throw code === undefined ? err : new UnreachableError(service, endpoint, code, hint, { cause: err });
+      }
+    };
+}
+
+const NAMING_UNREACHABLE = { step: 'initialize', name: 'rekeyNameUnreachable' } as const;
+
 export function makeS3Client(config: Config, options: ClientOptions = {}): S3Client {
-  return new S3Client({
+  const client = new S3Client({
     region: config.region,
     ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
     forcePathStyle: config.s3ForcePathStyle,
     requestHandler: REQUEST_HANDLER,
     ...retrySettings(options, isTransientS3Error),
   });
+  client.middlewareStack.add(namingUnreachable('S3', config.s3Endpoint ?? `https://s3.${config.region}.amazonaws.com`, 'AWS_ENDPOINT_URL_S3'), NAMING_UNREACHABLE);
+  return client;
 }
 
 export function makeKmsClient(config: Config, options: ClientOptions = {}): KMSClient {
-  return new KMSClient({
+  const client = new KMSClient({
     region: config.region,
     ...(config.kmsEndpoint ? { endpoint: config.kmsEndpoint } : {}),
     requestHandler: REQUEST_HANDLER,
     ...retrySettings(options, isRetryableKmsError),
   });
+  client.middlewareStack.add(namingUnreachable('KMS', config.kmsEndpoint ?? `https://kms.${config.region}.amazonaws.com`, 'AWS_ENDPOINT_URL_KMS'), NAMING_UNREACHABLE);
+  return client;
 }
 
 /**

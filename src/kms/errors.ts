@@ -1,6 +1,6 @@
 import { NETWORK_CODES, RekeyError, type ReasonCode } from '../errors.js';
 
-export type KmsOperation = 'ReEncrypt' | 'GenerateDataKey' | 'Decrypt' | 'DescribeKey';
+export type KmsOperation = 'ReEncrypt' | 'GenerateDataKey' | 'Decrypt';
 
 export interface KmsErrorInit {
   readonly reason: ReasonCode;

@@ -1,6 +1,5 @@
 import { DescribeKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { ConfigError, networkCodeOf } from '../errors.js';
-import { classifyKmsError } from './errors.js';
+import { ConfigError, UnreachableError } from '../errors.js';
 
 /**
  * Resolves a key id, alias or ARN to the key's ARN, which KMS uses in every response; an unknown or
@@ -19,9 +18,8 @@ export async function resolveKeyArn(kms: KMSClient, key: string, role: string, o
     }
     return meta.Arn;
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    // KMS did not answer: not a bad key id, and the CLI names the endpoint.
-    if (networkCodeOf(err)) throw classifyKmsError(err, 'DescribeKey');
+    // KMS did not answer: not a bad key id, and the error names the endpoint already.
+    if (err instanceof ConfigError || err instanceof UnreachableError) throw err;
     const e = err as { name?: string; message?: string };
     throw new ConfigError(`${role} ${key}: ${e.name ?? 'Error'}: ${e.message ?? ''} (check the key id and your kms:DescribeKey permission)`);
   }
