@@ -18,10 +18,10 @@ export interface ClientOptions {
 }
 
 /**
- * An unreachable endpoint must be named within seconds, never waited on: connecting gets 3 s. A
+ * An unreachable endpoint must be named within seconds, never waited on: connecting gets 2 s. A
  * stream that stalls is cut after 60 s of silence.
  */
-const REQUEST_HANDLER = { connectionTimeout: 3_000, requestTimeout: 60_000 };
+const REQUEST_HANDLER = { connectionTimeout: 2_000, requestTimeout: 60_000 };
 
 function retrySettings(options: ClientOptions, transient: (error: unknown) => boolean) {
   return options.retries === 'none' ? { maxAttempts: 1 } : { maxAttempts: OBJECT_BUDGET.retries + 1, retryStrategy: budgetedRetryStrategy(transient) };

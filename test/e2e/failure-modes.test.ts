@@ -36,17 +36,7 @@ async function closedPort(): Promise<number> {
 }
 
 /** `rekey ARGS` that must end by itself: killed after 10 s, which the assertions then see as a hang. */
-async function mustEnd(stack: TestStack, args: readonly string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
-  const child = spawnRekey(stack.config, args, env);
-  const guard = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  clearTimeout(guard);
-  return { code, stdout, stderr };
-}
+const mustEnd = (stack: TestStack, args: readonly string[], env: NodeJS.ProcessEnv): Promise<CliResult> => rekey(stack.config, args, env, { killAfterMs: 10_000 });
 
 const oneLine = (r: CliResult) => r.stderr.trim().split('\n');
 
