@@ -102,12 +102,11 @@ export class CampaignWorker {
     };
     this.worker = new Worker<BatchJob>(QUEUE_NAME, (job, token) => this.process(job, token), { ...shared, concurrency: options.concurrency ?? 4 });
     this.worker.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'batch job failed; it will be retried'));
-    // BullMQ's own connections retry by themselves; their errors repeat what watchRedis says.
-    this.worker.on('error', () => undefined);
+    this.worker.on('error', (err) => this.queueError(err));
     // One plan at a time per process: a plan is bound by Redis round trips, not by this process.
     this.planner = new Worker<ScheduleJob>(PLAN_QUEUE_NAME, (job) => this.plan(job), { ...shared, concurrency: 1 });
     this.planner.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'scheduled plan failed; it will be retried'));
-    this.planner.on('error', () => undefined);
+    this.planner.on('error', (err) => this.queueError(err));
     if (options.metrics) this.export(options.metrics);
   }
 
@@ -134,6 +133,11 @@ export class CampaignWorker {
   /** Whether the worker can take jobs now: its Redis connection is up (/healthz). */
   ready(): boolean {
     return this.redis.status === 'ready';
+  }
+
+  /** BullMQ's own connections retry by themselves: while Redis is away their errors repeat what watchRedis says. */
+  private queueError(err: Error): void {
+    if (this.ready()) this.log?.warn({ err: err.message }, 'queue error');
   }
 
   /** One line per reconnection attempt while Redis is away, naming it and when the next try is. */
