@@ -44,7 +44,7 @@ export async function withRetry<T>(
     } catch (err) {
       if (!(err instanceof KmsError) || !err.retryable || n >= options.attempts) throw err;
       const delayMs = fullJitterDelay(n, options);
-      if (!currentBudget().allow(delayMs)) throw err;
+      if (!currentBudget().allow(delayMs, err)) throw err;
       onRetry?.({ error: err, attempt: n, delayMs });
       await sleep(delayMs);
     }

@@ -27,8 +27,8 @@ export const REQUEST_BUDGET: RetryBudgetOptions = { retries: 2, timeMs: 6_000, b
 export class RetryBudget {
   private used = 0;
   private readonly deadline: number;
-  /** Set once a retry was refused for want of budget: the failure then is final. */
-  spent = false;
+  /** The errors whose retry was refused for want of budget: each is final for its object. */
+  private readonly refused = new Set<unknown>();
 
   constructor(readonly options: RetryBudgetOptions = OBJECT_BUDGET) {
     this.deadline = Date.now() + options.timeMs;
@@ -43,19 +43,27 @@ export class RetryBudget {
    * when the budget has no retry or no time left for it. "Full jitter" (uniform in
    * [0, min(cap, base·2^(n-1))]) spreads retries of many workers throttled at once.
    */
-  take(attempt: number): number | undefined {
+  take(attempt: number, error: unknown): number | undefined {
     const delayMs = Math.random() * Math.min(this.options.capMs, this.options.baseMs * 2 ** (attempt - 1));
-    return this.allow(delayMs) ? delayMs : undefined;
+    return this.allow(delayMs, error) ? delayMs : undefined;
   }
 
-  /** Counts one retry that waits `delayMs` first; false, and spent, when there is none left for it. */
-  allow(delayMs: number): boolean {
+  /** Counts one retry of `error` that waits `delayMs` first; false when there is none left for it. */
+  allow(delayMs: number, error: unknown): boolean {
     if (this.used >= this.options.retries || Date.now() + delayMs > this.deadline) {
-      this.spent = true;
+      this.refused.add(error);
       return false;
     }
     this.used += 1;
     return true;
+  }
+
+  /** Whether `err`, or an error it wraps, is one this budget refused to retry. */
+  refusedRetryOf(err: unknown): boolean {
+    for (let e = err, depth = 0; e !== undefined && e !== null && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+      if (this.refused.has(e)) return true;
+    }
+    return false;
   }
 }
 
@@ -71,9 +79,12 @@ export function currentBudget(): RetryBudget {
   return current.getStore() ?? new RetryBudget(REQUEST_BUDGET);
 }
 
-/** Whether the failure at hand ran out of budget in the object being worked on. */
-export function budgetSpent(): boolean {
-  return current.getStore()?.spent === true;
+/**
+ * Whether `err` is a transient failure whose retries the object's budget ran out for: final then. A
+ * transient failure no request retry could cure (an upload aborted under the worker) is not.
+ */
+export function outOfBudget(err: unknown): boolean {
+  return current.getStore()?.refusedRetryOf(err) === true;
 }
 
 /**
@@ -101,7 +112,7 @@ export function budgetedRetryStrategy(retryable: (error: unknown) => boolean) {
       return token(currentBudget(), 0, 0);
     },
     async refreshRetryTokenForRetry(previous: Token, info: { error?: unknown }): Promise<Token> {
-      const delay = retryable(info.error) ? previous.budget.take(previous.count + 1) : undefined;
+      const delay = retryable(info.error) ? previous.budget.take(previous.count + 1, info.error) : undefined;
       if (delay === undefined) throw info.error;
       return token(previous.budget, previous.count + 1, delay);
     },

@@ -1,5 +1,5 @@
 import { reasonOf, type ReasonCode } from '../errors.js';
-import { budgetSpent } from '../retry/budget.js';
+import { outOfBudget } from '../retry/budget.js';
 
 export type Mode = 'rewrap' | 'rekey';
 export const MODES: readonly Mode[] = ['rewrap', 'rekey'];
@@ -97,18 +97,19 @@ export function rotated(ref: ObjectRef, mode: Mode, facts: OutcomeFacts, message
   return { ...EMPTY_FACTS, ...facts, ref, mode, outcome: 'rotated', reason: undefined, message, retryable: false };
 }
 
-/** A transient failure is final once the object's retry budget is spent: attempts never stack up. */
 export function notRotated(ref: ObjectRef, mode: Mode, reason: ReasonCode, message: string, facts: OutcomeFacts = {}): ObjectOutcome {
-  const retryable = isRetryable(reason) && !budgetSpent();
-  const final = isRetryable(reason) && !retryable ? `${message} (retry budget spent)` : message;
-  return { ...EMPTY_FACTS, ...facts, ref, mode, outcome: kindOf(reason), reason, message: final, retryable };
+  return { ...EMPTY_FACTS, ...facts, ref, mode, outcome: kindOf(reason), reason, message, retryable: isRetryable(reason) };
 }
 
-/** Any error becomes an outcome; an unexpected one is `failed:internal`, never a crash of the campaign. */
+/**
+ * Any error becomes an outcome; an unexpected one is `failed:internal`, never a crash of the campaign.
+ * A transient failure the object's retry budget ran out for is final: attempts never stack up.
+ */
 export function fromError(ref: ObjectRef, mode: Mode, err: unknown, facts: OutcomeFacts = {}): ObjectOutcome {
   const reason = reasonOf(err);
   const message = err instanceof Error ? err.message : String(err);
-  return notRotated(ref, mode, reason, message, facts);
+  if (!outOfBudget(err)) return notRotated(ref, mode, reason, message, facts);
+  return { ...notRotated(ref, mode, reason, `${message} (retry budget spent)`, facts), retryable: false };
 }
 
 /**
