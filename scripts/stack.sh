@@ -11,7 +11,8 @@
 #   scripts/stack.sh env       the environment to export, e.g. eval "$(scripts/stack.sh env)"
 # Ports and the state folder are configurable: REKEY_REDIS_PORT, REKEY_MOTO_PORT, REKEY_PROMETHEUS_PORT,
 # REKEY_VERSITYGW_PORT, REKEY_LOCAL_KMS_PORT, REKEY_REDIS_CLUSTER_PORTS (comma-separated, the cluster
-# bus of each is its port + 10000), REKEY_STACK_DIR. Running `up` twice is harmless: a healthy part is left as it is.
+# bus of each is its port + 10000), REKEY_STACK_DIR. Running `up` twice is harmless: a part this stack
+# started (its PID file, its port) is left as it is; a port held by anything else is named, not used.
 # Beside the single Redis, a 3-master Redis Cluster (no replicas) stands in for ElastiCache/MemoryDB in
 # cluster mode; its nodes fsync every write (appendfsync always), so a killed and restarted master
 # comes back with every write it acknowledged, as MemoryDB's durable log promises.
@@ -75,7 +76,7 @@ go_install() {
 
 cmd_install() {
   mkdir -p "$STACK_DIR"
-  apt_install redis-server:redis-server redis-cli:redis-tools prometheus:prometheus promtool:prometheus curl:curl
+  apt_install redis-server:redis-server redis-cli:redis-tools prometheus:prometheus promtool:prometheus curl:curl ss:iproute2
   install_python
   go_install versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
   go_install local-kms github.com/nsmithuk/local-kms "$LOCAL_KMS_VERSION"
@@ -105,9 +106,40 @@ wait_healthy() {
   die "$name is not healthy after 30 s; see $STACK_DIR/$name.log"
 }
 
+port_of() {
+  case "$1" in
+    redis) echo "$REDIS_PORT" ;; moto) echo "$MOTO_PORT" ;; versitygw) echo "$VERSITYGW_PORT" ;;
+    local-kms) echo "$LOCAL_KMS_PORT" ;; prometheus) echo "$PROMETHEUS_PORT" ;;
+    redis-cluster-*) echo "${1#redis-cluster-}" ;;
+  esac
+}
+
+port_var() {
+  case "$1" in
+    redis) echo REKEY_REDIS_PORT ;; moto) echo REKEY_MOTO_PORT ;; versitygw) echo REKEY_VERSITYGW_PORT ;;
+    local-kms) echo REKEY_LOCAL_KMS_PORT ;; prometheus) echo REKEY_PROMETHEUS_PORT ;;
+    redis-cluster-*) echo REKEY_REDIS_CLUSTER_PORTS ;;
+  esac
+}
+
+listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+# Who holds a port, as `name (pid N)`; empty when ss may not see the process (another user's).
+listener() { ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -1; }
+
+# This stack's own part: the PID file in this stack's folder names a live process, and that process
+# holds the part's port. Anything else on the port (a second checkout's stack, a system service) is
+# never taken for it.
+own() { alive "$1" && ss -Hltnp "sport = :$(port_of "$1")" 2>/dev/null | grep -q "pid=$(cat "$STACK_DIR/$1.pid"),"; }
+
 spawn() {
-  local name="$1"; shift
-  if healthy "$name"; then return 0; fi
+  local name="$1" port; shift
+  port="$(port_of "$name")"
+  if own "$name"; then wait_healthy "$name"; return 0; fi
+  if listening "$port"; then
+    local holder; holder="$(listener "$port")"
+    die "$name: port $port is taken by ${holder:-a process of another user}, not by this stack ($STACK_DIR/$name.pid): stop it, or set $(port_var "$name") to a free port"
+  fi
   if alive "$name"; then wait_healthy "$name"; return 0; fi
   setsid "$@" >"$STACK_DIR/$name.log" 2>&1 < /dev/null &
   echo $! >"$STACK_DIR/$name.pid"

@@ -10,6 +10,7 @@ export const REASON_CODES = [
   'bad-metadata',
   'missing-instruction-file',
   'unsupported-algorithm',
+  'unauthenticated-source',
   // content
   'tag-mismatch',
   'commitment-mismatch',
@@ -22,6 +23,7 @@ export const REASON_CODES = [
   'kms-disabled',
   'kms-throttled',
   'kms-error',
+  'kms-rejected',
   // S3 and the object's state
   'changed',
   'lost-update',
@@ -33,6 +35,10 @@ export const REASON_CODES = [
   'instruction-file',
   'orphan-instruction-file',
   'orphan-removed',
+  'metadata-too-large',
+  'incomplete-write',
+  's3-denied',
+  's3-rejected',
   's3-error',
   // run control
   'cancelled',
@@ -83,4 +89,49 @@ export class ConfigError extends Error {
 
 export function reasonOf(err: unknown): ReasonCode {
   return err instanceof RekeyError ? err.reason : 'internal';
+}
+
+/** A campaign's state does not allow what was asked (pause a finished campaign); the CLI exits 5. */
+export class StateConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateConflictError';
+  }
+}
+
+/**
+ * A service rekey needs did not answer; the CLI prints this one line and exits 1. `code` is the
+ * socket error, so the S3 and KMS classifications still see a transient network failure.
+ */
+export class UnreachableError extends Error {
+  readonly code: string;
+
+  constructor(service: 'Redis' | 'S3' | 'KMS', endpoint: string, code: string, hint: string, options?: { cause?: unknown }) {
+    super(`${service} at ${endpoint} is unreachable (${code}): ${hint}`, options);
+    this.name = 'UnreachableError';
+    this.code = code;
+  }
+}
+
+/** Node socket errors: the request got no answer at all. */
+export const NETWORK_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/** The socket error (or the SDK's `TimeoutError`) behind `err` or its cause; undefined for an answered request. */
+export function networkCodeOf(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; name?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return e.code;
+    // The SDK's own name for a connection that timed out; a KmsError keeps it as its code.
+    if (e.name === 'TimeoutError' || e.code === 'TimeoutError') return 'TimeoutError';
+  }
+  return undefined;
 }

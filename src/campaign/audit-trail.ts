@@ -91,6 +91,7 @@ export function openAuditTrail(destination: string | undefined, actor: Actor): A
           newEtag: o.newEtag,
           oldVersionId: o.oldVersionId,
           newVersionId: o.newVersionId,
+          sourceAuthenticated: o.sourceAuthenticated,
         },
         `object.${o.outcome}`,
       );

@@ -1,6 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Queue } from 'bullmq';
-import { abortUnjournaledUploads, abortUpload } from '../s3/conditional-writes.js';
+import { abortUpload } from '../s3/conditional-writes.js';
 import type { DurableUploadJournal, UploadJournal } from '../s3/upload-journal.js';
 import type { IntentSink, WriteIntent } from '../rotate/intent.js';
 import { notRotated, type Mode, type ObjectOutcome, type ObjectRef, type OutcomeSink } from '../rotate/outcome.js';
@@ -144,18 +144,16 @@ async function recoverIntents(rotator: BatchRotator, refs: readonly ObjectRef[],
 }
 
 /**
- * Aborts journaled uploads, and those S3 made for an intent whose upload id never arrived, of the given
- * objects or of the whole campaign (docs/design.md §4.1).
+ * Aborts the journaled uploads of the given objects or of the whole campaign (docs/design.md §4.1).
+ * Only those: an upload S3 made for an intent whose upload id never arrived cannot be told from another
+ * writer's upload of the same key, so it is left, part-less and storing nothing, to the bucket's
+ * AbortIncompleteMultipartUpload rule (docs/reliability.md).
  */
 export async function abortLeftovers(s3: S3Client, journal: DurableUploadJournal, refs?: readonly ObjectRef[]): Promise<number> {
   const wanted = refs ? new Set(refs.map((r) => `${r.bucket}/${r.key}`)) : undefined;
   const mine = (u: { bucket: string; key: string }) => !wanted || wanted.has(`${u.bucket}/${u.key}`);
   const open = (await journal.open()).filter(mine);
   for (const upload of open) await abortUpload(s3, upload, journal);
-  let aborted = open.length;
-  for (const intent of (await journal.intents()).filter(mine)) {
-    aborted += await abortUnjournaledUploads(s3, intent);
-    await journal.dropIntent(intent);
-  }
-  return aborted;
+  for (const intent of (await journal.intents()).filter(mine)) await journal.dropIntent(intent);
+  return open.length;
 }

@@ -28,6 +28,8 @@ export interface CampaignSpec {
   readonly includeVersions?: boolean;
   /** Delete the exact version a rotation replaced, once the new version is verified. */
   readonly purgeReplacedVersions?: boolean;
+  /** rekey: re-encrypt legacy AES/CBC content too (`--allow-unauthenticated-source`); skipped otherwise. */
+  readonly allowUnauthenticatedSource?: boolean;
   /** Only objects last modified at or before this instant (epoch ms) are planned: a scheduled run's age filter. */
   readonly modifiedBefore?: number;
   /** Where each settled batch's rows go: `s3://bucket/prefix/` or an absolute folder (report-store.ts). */

@@ -1,7 +1,7 @@
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { DelayedError, Worker, type Job } from 'bullmq';
-import type { Config } from '../config/config.js';
+import { redisEndpoint, type Config } from '../config/config.js';
 import { makeKmsClient, makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
 import { CipherPool } from '../crypto/pool.js';
 import { KmsBatcher } from '../kms/batcher.js';
@@ -46,6 +46,12 @@ const PROGRESS_CAMPAIGNS = 20;
 /** How long a paused campaign's job waits before it looks again. */
 const PAUSE_RECHECK_MS = 2_000;
 
+/** The longest wait between two attempts to reach Redis. */
+const REDIS_RETRY_CAP_MS = 10_000;
+
+/** How stale a batch's view of `cancel` may be: one Redis read per campaign and second, not per object. */
+const CANCEL_RECHECK_MS = 1_000;
+
 /**
  * BullMQ fails a job for good once it has stalled more than this many times, and a failed job's objects
  * never get an outcome, so the campaign could never finish. Taking a job over from a dead worker is
@@ -86,8 +92,10 @@ export class CampaignWorker {
     // One attempt per SDK call: the batcher retries, and only its retries take a token from the
     // campaign's shared rate limit and are counted (rekey_kms_throttles_total). The SDK's own retries
     // would hit a throttling KMS again outside the shared pace, and unseen.
-    this.kms = makeKmsClient(config, { maxAttempts: 1 });
-    this.redis = makeRedis(config);
+    this.kms = makeKmsClient(config, { retries: 'none' });
+    // Backoff from 0.5 s to 10 s, so an outage is one log line per attempt, not a flood.
+    this.redis = makeRedis(config, { retryStrategy: (times) => Math.min(REDIS_RETRY_CAP_MS, 250 * 2 ** Math.min(times, 6)) });
+    this.watchRedis();
     this.store = new CampaignStore(this.redis, config.redisPrefix);
     this.retirements = new RetirementStore(this.redis, config.redisPrefix);
     this.refusals = new RefusalRecorder(this.retirements, options.audit);
@@ -106,12 +114,15 @@ export class CampaignWorker {
     };
     this.worker = new Worker<BatchJob>(QUEUE_NAME, (job, token) => this.process(job, token), { ...shared, concurrency: options.concurrency ?? 4 });
     this.worker.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'batch job failed; it will be retried'));
+    this.worker.on('error', (err) => this.queueError(err));
     // One plan at a time per process: a plan is bound by Redis round trips, not by this process.
     this.planner = new Worker<ScheduleJob>(PLAN_QUEUE_NAME, (job) => this.plan(job), { ...shared, concurrency: 1 });
     this.planner.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'scheduled plan failed; it will be retried'));
+    this.planner.on('error', (err) => this.queueError(err));
     // One verification at a time per process: it is a scan bound by S3 and KMS round trips.
     this.verifier = new Worker<VerifyJob>(VERIFY_QUEUE_NAME, (job) => this.verify(job.data.c), { ...shared, concurrency: 1 });
     this.verifier.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'closing verification failed; it will be retried'));
+    this.verifier.on('error', (err) => this.queueError(err));
     if (options.metrics) this.export(options.metrics);
   }
 
@@ -140,6 +151,30 @@ export class CampaignWorker {
         busySeconds: threads.reduce((sum, t) => sum + t.busyMs / 1000, 0),
         activeStreams: threads.reduce((sum, t) => sum + t.activeStreams, 0),
       };
+    });
+  }
+
+  /** Whether the worker can take jobs now: its Redis connection is up (/healthz). */
+  ready(): boolean {
+    return this.redis.status === 'ready';
+  }
+
+  /** BullMQ's own connections retry by themselves: while Redis is away their errors repeat what watchRedis says. */
+  private queueError(err: Error): void {
+    if (this.ready()) this.log?.warn({ err: err.message }, 'queue error');
+  }
+
+  /** One line per reconnection attempt while Redis is away, naming it and when the next try is. */
+  private watchRedis(): void {
+    let cause = '';
+    const endpoint = redisEndpoint(this.config);
+    this.redis.on('error', (err: Error & { code?: string }) => {
+      cause = err.code ?? err.message;
+    });
+    this.redis.on('reconnecting', (delayMs: number) => this.log?.warn({ redis: endpoint, cause, retryInMs: delayMs }, 'Redis unreachable; retrying'));
+    this.redis.on('ready', () => {
+      if (cause) this.log?.info({ redis: endpoint }, 'Redis reachable again');
+      cause = '';
     });
   }
 
@@ -239,14 +274,28 @@ export class CampaignWorker {
       ...(this.options.metrics ? { observer: this.options.metrics.kms } : {}),
     });
     const target = rotationTarget(spec);
+    const stopped = cachedFor(CANCEL_RECHECK_MS, async () => (await this.store.state(id)) === 'cancelled');
     const rotator =
       spec.mode === 'rewrap'
-        ? new Rewrapper({ s3: this.s3, kms }, target)
-        : new Rekeyer({ s3: this.s3, kms, pool: this.pool, objectConcurrency: this.options.objectConcurrency ?? 4 }, target);
+        ? new Rewrapper({ s3: this.s3, kms, stopped }, target)
+        : new Rekeyer({ s3: this.s3, kms, pool: this.pool, objectConcurrency: this.options.objectConcurrency ?? 4, stopped }, target);
     const entry = { rotator, kms };
     this.rotators.set(id, entry);
     return entry;
   }
+}
+
+/** `check`'s answer, asked again only once it is `ttlMs` old; concurrent callers share one question. */
+function cachedFor(ttlMs: number, check: () => Promise<boolean>): () => Promise<boolean> {
+  let answer: { at: number; value: Promise<boolean> } | undefined;
+  return () => {
+    if (answer === undefined || Date.now() - answer.at >= ttlMs) {
+      const value = check();
+      answer = { at: Date.now(), value };
+      value.catch(() => (answer = undefined));
+    }
+    return answer.value;
+  };
 }
 
 /**

@@ -7,7 +7,7 @@ import type { CampaignState } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
 import { makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, StateConflictError } from '../errors.js';
 import { describeStatus, progressOf, watchCampaign } from './status-view.js';
 
 async function withStore<T>(config: Config, fn: (store: CampaignStore, redis: RedisClient) => Promise<T>): Promise<T> {
@@ -67,7 +67,7 @@ export function registerControl(program: Command): void {
         await withStore(config, async (store) => {
           await requireCampaign(store, id);
           if (!(await store.transition(id, t.from, t.to))) {
-            throw new ConfigError(`campaign ${id} is ${await store.state(id)}; ${verb} works on ${t.from.join(' or ')} campaigns`);
+            throw new StateConflictError(`campaign ${id} is ${await store.state(id)}; ${verb} works on ${t.from.join(' or ')} campaigns`);
           }
           await recordAudit(config, (trail) => trail.campaign(t.event, id));
           process.stdout.write(`campaign ${id}: ${t.to}\n`);

@@ -43,11 +43,11 @@ async function checkAws(part: 'kms' | 's3', config: Config): Promise<Check> {
   const endpoint = (part === 's3' ? config.s3Endpoint : config.kmsEndpoint) ?? `AWS ${config.region}`;
   try {
     if (part === 's3') {
-      const s3 = makeS3Client(config, { maxAttempts: 1 });
+      const s3 = makeS3Client(config, { retries: 'none' });
       await s3.send(new ListBucketsCommand({}));
       s3.destroy();
     } else {
-      const kms = makeKmsClient(config, { maxAttempts: 1 });
+      const kms = makeKmsClient(config, { retries: 'none' });
       await kms.send(new ListKeysCommand({ Limit: 1 }));
       kms.destroy();
     }

@@ -53,6 +53,7 @@ export interface StartFlags {
   readonly batchSize: number;
   readonly includeVersions?: boolean;
   readonly purgeReplacedVersions?: boolean;
+  readonly allowUnauthenticatedSource?: boolean;
   /** Milliseconds: only objects last modified at least this long ago. */
   readonly minAge?: number;
   /** Milliseconds between the runs of a schedule (`start` only). */
@@ -83,6 +84,7 @@ export function addStartOptions(command: Command): Command {
     .option('--batch-size <n>', 'objects per queue job', positiveInt('--batch-size'), 100)
     .option('--include-versions', 'noncurrent versions too: each is checked and, still under a rotated key, reported as skipped:noncurrent-version (S3 cannot rewrite one in place)')
     .option('--purge-replaced-versions', 'in a versioned bucket, delete the exact version each rotation replaced once the new version is verified (off by default)')
+    .option('--allow-unauthenticated-source', 'rekey mode: also re-encrypt legacy AES/CBC content (V1 era), which has no authentication, so a wrong key or damage can pass unseen and would then carry a valid GCM tag; without it such objects end skipped:unauthenticated-source (rewrap needs no opt-in)')
     .option('--min-age <duration>', 'only objects last modified at least this long ago, e.g. 90d, even those under the target key already: LastModified stands for the age of the data key (rekey) or of its wrapping (rewrap); --bucket only', duration('--min-age', 0))
     .option('--report-to <s3://bucket/prefix/|folder>', 'where each settled batch\'s rows and the closing verification go (default: REKEY_REPORT_TO; for run, ./rekey-reports)')
     .option('--no-verify', 'skip the closing verification (a huge bucket: it costs one LIST per 1,000 keys, one HEAD per object and one KMS call per distinct wrapped key); the campaign then proves nothing left')

@@ -45,7 +45,7 @@ function exitFor(reason: RetireRefusal): number {
     case 'aws-managed-key':
       return EXIT.usage;
     default:
-      return EXIT.refused;
+      return EXIT.stateConflict;
   }
 }
 

@@ -30,6 +30,14 @@ function checkTiming(flags: StartFlags, sources: CampaignSpec['sources']): void 
   if (flags.dryRun) throw new ConfigError('--dry-run estimates one campaign: leave out --every');
 }
 
+/** The opt-in is about decrypting content, which only rekey does. */
+function checkSourceOptIn(flags: StartFlags): void {
+  if (flags.allowUnauthenticatedSource && flags.mode !== 'rekey') {
+    throw new ConfigError('--allow-unauthenticated-source is for --mode rekey: rewrap never decrypts content and moves legacy CBC objects without it');
+  }
+}
+
+
 /** Where rows go: the flag, else REKEY_REPORT_TO, else (one-machine `run` only) a folder here. */
 function reportLocation(config: Config, flags: StartFlags, command: 'start' | 'run'): string {
   const wanted = flags.reportTo ?? config.reportTo ?? (command === 'run' ? 'rekey-reports' : undefined);
@@ -44,6 +52,7 @@ async function specFrom(config: Config, flags: StartFlags, command: 'start' | 'r
   const sources = sourcesFrom(flags);
   const reportTo = reportLocation(config, flags, command);
   checkTiming(flags, sources);
+  checkSourceOptIn(flags);
   const kms = makeKmsClient(config);
   try {
     const targetKeyArn = await resolveKeyArn(kms, flags.targetKey, 'target key');
@@ -65,6 +74,7 @@ async function specFrom(config: Config, flags: StartFlags, command: 'start' | 'r
       ...(flags.removeOrphanInstructionFiles ? { removeOrphanInstructionFiles: true } : {}),
       ...(flags.includeVersions ? { includeVersions: true } : {}),
       ...(flags.purgeReplacedVersions ? { purgeReplacedVersions: true } : {}),
+      ...(flags.allowUnauthenticatedSource ? { allowUnauthenticatedSource: true } : {}),
       // A schedule sets each run's cut-off when it fires.
       ...(flags.minAge !== undefined && flags.every === undefined ? { modifiedBefore: ageCutoff(Date.now(), flags.minAge) } : {}),
     };

@@ -30,9 +30,9 @@ interface WorkerFlags {
  * Serves /metrics and, when REKEY_PROMETHEUS_TARGETS_DIR names a Prometheus file_sd folder (the local
  * stack's), registers there; returns what undoes both.
  */
-async function serveMetrics(metrics: RekeyMetrics, flags: WorkerFlags, log: Logger): Promise<() => Promise<void>> {
+async function serveMetrics(metrics: RekeyMetrics, flags: WorkerFlags, log: Logger, health: () => boolean): Promise<() => Promise<void>> {
   if (flags.metricsPort === undefined) return async () => {};
-  const server = await startMetricsServer({ port: flags.metricsPort, host: flags.metricsHost, registry: metrics.registry });
+  const server = await startMetricsServer({ port: flags.metricsPort, host: flags.metricsHost, registry: metrics.registry, health });
   log.info({ url: server.url }, 'metrics served');
   const dir = process.env.REKEY_PROMETHEUS_TARGETS_DIR;
   const host = flags.metricsHost === '0.0.0.0' ? '127.0.0.1' : flags.metricsHost;
@@ -68,7 +68,7 @@ export function registerWorker(program: Command): void {
         },
         log,
       );
-      const stopMetrics = await serveMetrics(metrics, flags, log);
+      const stopMetrics = await serveMetrics(metrics, flags, log, () => worker.ready());
       let closing: Promise<void> | undefined;
       onSignals((force) => {
         log.info({ force }, 'stopping: finishing in-flight jobs');

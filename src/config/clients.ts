@@ -1,28 +1,72 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { networkCodeOf, UnreachableError } from '../errors.js';
+import { isRetryableKmsError } from '../kms/errors.js';
+import { budgetedRetryStrategy, OBJECT_BUDGET } from '../retry/budget.js';
+import { isTransientS3Error } from '../s3/errors.js';
 import type { Config } from './config.js';
 
 export interface ClientOptions {
-  /** SDK attempts per request (the SDK's own retry with backoff); rekey adds its own retry for KMS batches. */
-  readonly maxAttempts?: number;
+  /**
+   * `budgeted` (default): the SDK retries what rekey's one classification calls transient, each retry
+   * drawn from the current object's budget (src/retry/budget.ts). `none`: one attempt per request,
+   * for callers that retry themselves (the KMS batcher, paced by the shared rate limit) or must
+   * answer at once (doctor).
+   */
+  readonly retries?: 'budgeted' | 'none';
 }
 
+/**
+ * An unreachable endpoint must be named within seconds, never waited on: connecting gets 2 s. A
+ * stream that stalls is cut after 60 s of silence.
+ */
+const REQUEST_HANDLER = { connectionTimeout: 2_000, requestTimeout: 60_000 };
+
+function retrySettings(options: ClientOptions, transient: (error: unknown) => boolean) {
+  return options.retries === 'none' ? { maxAttempts: 1 } : { maxAttempts: OBJECT_BUDGET.retries + 1, retryStrategy: budgetedRetryStrategy(transient) };
+}
+
+/**
+ * A request that got no answer after its retries becomes an UnreachableError naming the endpoint,
+ * whoever sent it: the CLI prints it as it is, rotation classifies it by its socket error.
+ */
+function namingUnreachable(service: 'S3' | 'KMS', endpoint: string, variable: string) {
+  const hint = `check ${variable} (or AWS_ENDPOINT_URL), AWS_REGION and the network`;
+  return <A, R>(next: (args: A) => Promise<R>) =>
+    async (args: A): Promise<R> => {
+      try {
+        return await next(args);
+      } catch (err) {
+        const code = networkCodeOf(err);
+        throw code === undefined ? err : new UnreachableError(service, endpoint, code, hint, { cause: err });
+      }
+    };
+}
+
+const NAMING_UNREACHABLE = { step: 'initialize', name: 'rekeyNameUnreachable' } as const;
+
 export function makeS3Client(config: Config, options: ClientOptions = {}): S3Client {
-  return new S3Client({
+  const client = new S3Client({
     region: config.region,
     ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
     forcePathStyle: config.s3ForcePathStyle,
-    maxAttempts: options.maxAttempts ?? 5,
+    requestHandler: REQUEST_HANDLER,
+    ...retrySettings(options, isTransientS3Error),
   });
+  client.middlewareStack.add(namingUnreachable('S3', config.s3Endpoint ?? `https://s3.${config.region}.amazonaws.com`, 'AWS_ENDPOINT_URL_S3'), NAMING_UNREACHABLE);
+  return client;
 }
 
 export function makeKmsClient(config: Config, options: ClientOptions = {}): KMSClient {
-  return new KMSClient({
+  const client = new KMSClient({
     region: config.region,
     ...(config.kmsEndpoint ? { endpoint: config.kmsEndpoint } : {}),
-    maxAttempts: options.maxAttempts ?? 3,
+    requestHandler: REQUEST_HANDLER,
+    ...retrySettings(options, isRetryableKmsError),
   });
+  client.middlewareStack.add(namingUnreachable('KMS', config.kmsEndpoint ?? `https://kms.${config.region}.amazonaws.com`, 'AWS_ENDPOINT_URL_KMS'), NAMING_UNREACHABLE);
+  return client;
 }
 
 /** A connection to rekey's Redis: one server, or a Redis Cluster (`REKEY_REDIS_CLUSTER`). */
@@ -48,6 +92,8 @@ export interface RedisClientOptions {
    * unreachable Redis is named at once. Default: wait out a Redis restart.
    */
   readonly failFast?: boolean;
+  /** How long to wait before reconnecting, by attempt; ioredis' default otherwise. */
+  readonly retryStrategy?: (times: number) => number | null;
 }
 
 /**
@@ -58,7 +104,8 @@ export function makeRedis(config: Config, options: RedisClientOptions = {}): Red
   const failFast = options.failFast ?? false;
   const common = { maxRetriesPerRequest: failFast ? 1 : null, enableReadyCheck: true };
   if (!config.redisCluster) {
-    return new Redis(config.redisUrl, { ...common, ...(failFast ? { lazyConnect: true, retryStrategy: () => null } : {}) });
+    const retry = failFast ? { lazyConnect: true, retryStrategy: () => null } : options.retryStrategy ? { retryStrategy: options.retryStrategy } : {};
+    return new Redis(config.redisUrl, { ...common, ...retry });
   }
   const seed = new URL(config.redisUrl);
   return new Cluster([{ host: seed.hostname, port: Number(seed.port || 6379) }], {

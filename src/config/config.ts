@@ -81,3 +81,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reportTo: e.REKEY_REPORT_TO,
   };
 }
+
+/** Where Redis is, as it may be printed: the URL without user name and password. */
+export function redisEndpoint(config: Pick<Config, 'redisUrl'>): string {
+  try {
+    const url = new URL(config.redisUrl);
+    url.username = '';
+    url.password = '';
+    return url.toString().replace(/\/$/, '');
+  } catch {
+    return '(unparsable REDIS_URL)';
+  }
+}

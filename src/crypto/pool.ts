@@ -7,7 +7,7 @@ import { CipherError, ConfigError, RekeyError } from '../errors.js';
 import type { DataKey } from './data-key.js';
 import { fromWireError } from './protocol.js';
 import type { FromThread, ToThread } from './protocol.js';
-import { mapKey } from './specs.js';
+import { mapKey, withOwnBytes } from './specs.js';
 import type { DecryptSpec, EncryptSpec } from './specs.js';
 
 export interface CipherPoolOptions {
@@ -135,8 +135,8 @@ export class CipherPool {
     const open = {
       t: 'open',
       id: this.#nextId++,
-      decrypt: decrypt === undefined ? undefined : mapKey<DataKey, ArrayBuffer>(decrypt, decrypt.key.detach()),
-      encrypt: encrypt === undefined ? undefined : mapKey<DataKey, ArrayBuffer>(encrypt, encrypt.key.detach()),
+      decrypt: decrypt === undefined ? undefined : withOwnBytes(mapKey<DataKey, ArrayBuffer>(decrypt, decrypt.key.detach())),
+      encrypt: encrypt === undefined ? undefined : withOwnBytes(mapKey<DataKey, ArrayBuffer>(encrypt, encrypt.key.detach())),
     } as const;
     const slot = this.#leastLoaded();
     const stream = new PooledStream(slot, open.id, source, {

@@ -52,6 +52,18 @@ export function mapKey<K, L>(params: DecryptParams<K> | EncryptParams<K>, key: L
   return { ...params, key } as DecryptParams<L> | EncryptParams<L>;
 }
 
+/**
+ * The params as posted to a cipher thread: each byte field (IV, message id, commitment) copied into an
+ * ArrayBuffer of exactly its length. postMessage clones a view's whole ArrayBuffer, and a view into
+ * Node's shared pool would take the slab around it, and any secret in it, to the thread.
+ */
+export function withOwnBytes<P extends DecryptParams<ArrayBuffer> | EncryptParams<ArrayBuffer>>(params: P): P {
+  const copies = Object.entries(params)
+    .filter(([field, value]) => field !== 'key' && ArrayBuffer.isView(value))
+    .map(([field, value]) => [field, new Uint8Array(value as Uint8Array)]);
+  return { ...params, ...Object.fromEntries(copies) };
+}
+
 export type Limits = Pick<CoreOptions, 'maxPlaintextLength'>;
 
 /**

@@ -16,7 +16,18 @@ export function decodeBase64Field(value: string, field: string): Buffer {
   if ((!standard && !URL_SAFE.test(body)) || body.length % 4 === 1 || (padding > 0 && value.length % 4 !== 0)) {
     throw new FormatError('bad-metadata', `${field} is not valid base64`);
   }
-  return Buffer.from(body, standard ? 'base64' : 'base64url');
+  return ownCopy(Buffer.from(body, standard ? 'base64' : 'base64url'));
+}
+
+/**
+ * A short `Buffer.from` result is a view into Node's shared 8 KiB pool. Such a view, posted to a cipher
+ * thread or kept in a long-lived envelope, carries the whole slab and whatever else lives in it, so
+ * decoded fields get memory of their own (`Buffer.alloc` never draws from the pool).
+ */
+function ownCopy(view: Buffer): Buffer {
+  const own = Buffer.alloc(view.length);
+  view.copy(own);
+  return own;
 }
 
 /** Standard base64 with padding, as every S3EC writer emits it. */

@@ -322,7 +322,7 @@ function required<T>(value: T | undefined, field: string, operation: KmsOperatio
       reason: 'kms-error',
       operation,
       code: 'IncompleteResponse',
-      retryable: false,
+      retryable: true,
       message: `${operation}: the KMS response has no ${field}`,
     });
   }
@@ -341,7 +341,7 @@ function takePlaintext(sdkPlaintext: Uint8Array | undefined, operation: KmsOpera
         reason: 'kms-error',
         operation,
         code: 'IncompleteResponse',
-        retryable: false,
+        retryable: true,
         message: `${operation}: KMS returned no 256-bit data key`,
       });
     }

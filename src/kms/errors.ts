@@ -1,4 +1,4 @@
-import { RekeyError, type ReasonCode } from '../errors.js';
+import { NETWORK_CODES, RekeyError, type ReasonCode } from '../errors.js';
 
 export type KmsOperation =
   | 'ReEncrypt'
@@ -98,19 +98,6 @@ const RULES_BY_CODE: Readonly<Record<string, Rule>> = {
   MissingAuthenticationToken: denied,
 };
 
-/** Node socket errors worth another attempt (the set the SDK's own retryer uses, plus DNS hiccups). */
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
-
 interface SdkErrorShape {
   readonly name?: unknown;
   readonly code?: unknown;
@@ -127,7 +114,12 @@ function ruleFor(code: string, err: SdkErrorShape, status: number | undefined, s
   if (/not authori[sz]ed/i.test(serverMessage)) return denied;
   if (status === 429 || err.$retryable?.throttling === true) return throttled;
   if ((status !== undefined && status >= 500) || err.$fault === 'server') return transient('KMS answered with a server error');
-  return { reason: 'kms-error', retryable: false, explain: 'KMS rejected the request' };
+  return { reason: 'kms-rejected', retryable: false, explain: 'KMS rejected the request' };
+}
+
+/** Whether the same KMS request may succeed when sent again: the SDK's retries ask this. */
+export function isRetryableKmsError(err: unknown): boolean {
+  return classifyKmsError(err, 'Decrypt').retryable;
 }
 
 /**

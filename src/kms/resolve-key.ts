@@ -1,5 +1,5 @@
 import { DescribeKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { ConfigError } from '../errors.js';
+import { ConfigError, UnreachableError } from '../errors.js';
 
 /**
  * Resolves a key id, alias or ARN to the key's ARN, which KMS uses in every response; an unknown or
@@ -18,7 +18,8 @@ export async function resolveKeyArn(kms: KMSClient, key: string, role: string, o
     }
     return meta.Arn;
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
+    // KMS did not answer: not a bad key id, and the error names the endpoint already.
+    if (err instanceof ConfigError || err instanceof UnreachableError) throw err;
     const e = err as { name?: string; message?: string };
     throw new ConfigError(`${role} ${key}: ${e.name ?? 'Error'}: ${e.message ?? ''} (check the key id and your kms:DescribeKey permission)`);
   }

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { currentBudget } from '../retry/budget.js';
 import { KmsError } from './errors.js';
 
 export interface RetryOptions {
@@ -26,7 +27,10 @@ function fullJitterDelay(attempt: number, options: RetryOptions): number {
   return Math.random() * Math.min(options.capMs, options.baseMs * 2 ** (attempt - 1));
 }
 
-/** Runs `attempt` until it succeeds, throws a non-retryable error, or the attempts are used up. */
+/**
+ * Runs `attempt` until it succeeds, throws a non-retryable error, or the attempts are used up; each
+ * retry also comes out of the current object's budget, shared with its S3 requests.
+ */
 export async function withRetry<T>(
   attempt: () => Promise<T>,
   options: RetryOptions,
@@ -40,6 +44,7 @@ export async function withRetry<T>(
     } catch (err) {
       if (!(err instanceof KmsError) || !err.retryable || n >= options.attempts) throw err;
       const delayMs = fullJitterDelay(n, options);
+      if (!currentBudget().allow(delayMs, err)) throw err;
       onRetry?.({ error: err, attempt: n, delayMs });
       await sleep(delayMs);
     }

@@ -1,5 +1,6 @@
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { GCM_MAX_PLAINTEXT_LENGTH, GCM_TAG_LENGTH } from '../crypto/cores.js';
-import { FormatError } from '../errors.js';
+import { CipherError, FormatError } from '../errors.js';
 import { CBC, type Envelope } from '../formats/index.js';
 
 /**
@@ -21,4 +22,26 @@ export function checkBodyLength(size: number, envelope: Envelope): void {
   if (size - GCM_TAG_LENGTH > GCM_MAX_PLAINTEXT_LENGTH) {
     throw new FormatError('too-large', `the body is ${size} bytes, beyond the GCM limit of ${GCM_MAX_PLAINTEXT_LENGTH} bytes of plaintext`);
   }
+}
+
+/**
+ * Passes the body on and fails it, before its end reaches the cipher, unless exactly `expected` bytes
+ * (HEAD's Content-Length) came: a body that ends early on a block boundary passes CBC's padding check,
+ * so the decrypted stream, and with it the upload, must not end on it.
+ */
+export function exactLength(body: Readable, expected: number, what: string): Readable {
+  let seen = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      done(null, chunk);
+    },
+    flush(done) {
+      /* Precondition: the body streamed is the body HEAD described, byte for byte in length. */
+      if (seen === expected) done();
+      else done(new CipherError('truncated', `${what} streamed ${seen} bytes, HEAD said ${expected}`));
+    },
+  });
+  // pipeline destroys both on either's failure; the error reaches the reader through `counted`.
+  return pipeline(body, counted, () => undefined);
 }

@@ -1,4 +1,5 @@
 import { reasonOf, RekeyError, type ReasonCode } from '../errors.js';
+import { outOfBudget } from '../retry/budget.js';
 
 export type Mode = 'rewrap' | 'rekey';
 export const MODES: readonly Mode[] = ['rewrap', 'rekey'];
@@ -38,6 +39,12 @@ export interface ObjectOutcome {
   readonly errorCode?: string | undefined;
   readonly oldVersionId: string | undefined;
   readonly newVersionId: string | undefined;
+  /**
+   * rekey only: true when the old content was verified by an authenticated cipher (GCM tag, V3 key
+   * commitment), false for legacy AES/CBC, which only padding and lengths check; undefined when the
+   * body was not decrypted (rewrap, or an object left before).
+   */
+  readonly sourceAuthenticated: boolean | undefined;
   readonly bytesRead: number;
   readonly bytesWritten: number;
   readonly durationMs: number;
@@ -63,6 +70,7 @@ const SKIP_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
   'orphan-instruction-file',
   'orphan-removed',
   'not-encrypted',
+  'unauthenticated-source',
   'cancelled',
 ]);
 
@@ -88,6 +96,7 @@ const EMPTY_FACTS = {
   newEtag: undefined,
   oldVersionId: undefined,
   newVersionId: undefined,
+  sourceAuthenticated: undefined,
   bytesRead: 0,
   bytesWritten: 0,
   durationMs: 0,
@@ -101,12 +110,17 @@ export function notRotated(ref: ObjectRef, mode: Mode, reason: ReasonCode, messa
   return { ...EMPTY_FACTS, ...facts, ref, mode, outcome: kindOf(reason), reason, message, retryable: isRetryable(reason) };
 }
 
-/** Any error becomes an outcome; an unexpected one is `failed:internal`, never a crash of the campaign. */
+/**
+ * Any error becomes an outcome; an unexpected one is `failed:internal`, never a crash of the campaign.
+ * A transient failure the object's retry budget ran out for is final: attempts never stack up.
+ */
 export function fromError(ref: ObjectRef, mode: Mode, err: unknown, facts: OutcomeFacts = {}): ObjectOutcome {
   const reason = reasonOf(err);
   const message = err instanceof Error ? err.message : String(err);
   const call = err instanceof RekeyError && err.httpStatus !== undefined ? { httpStatus: err.httpStatus, errorCode: err.errorCode } : {};
-  return notRotated(ref, mode, reason, message, { ...facts, ...call });
+  const known = { ...facts, ...call };
+  if (!outOfBudget(err)) return notRotated(ref, mode, reason, message, known);
+  return { ...notRotated(ref, mode, reason, `${message} (retry budget spent)`, known), retryable: false };
 }
 
 /**
@@ -114,3 +128,14 @@ export function fromError(ref: ObjectRef, mode: Mode, err: unknown, facts: Outco
  * record it at once, so a worker killed mid-batch loses no finished object's facts.
  */
 export type OutcomeSink = (outcome: ObjectOutcome) => Promise<void>;
+
+/**
+ * Asked before each object starts: true once the campaign was cancelled, so a batch in flight stops
+ * at the next object boundary (an object under way finishes, its write is never cut in half).
+ */
+export type StopCheck = () => Promise<boolean>;
+
+/** The outcome of an object a cancelled campaign never started. */
+export function cancelledBeforeStart(ref: ObjectRef, mode: Mode): ObjectOutcome {
+  return notRotated(ref, mode, 'cancelled', 'the campaign was cancelled before this object started');
+}

@@ -6,28 +6,31 @@ import { buildEnvelope } from '../crypto/new-envelope.js';
 import type { CipherPool, PoolStream } from '../crypto/pool.js';
 import { decryptSpecFor, encryptSpecFor } from '../crypto/specs.js';
 import {
+  CBC,
   encryptionContextForNewEnvelope,
   kmsEncryptionContext,
-  serialiseEnvelope,
   userEncryptionContext,
   type Envelope,
 } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
+import { RekeyError } from '../errors.js';
+import { RetryBudget, withBudget } from '../retry/budget.js';
 import { s3Failure } from '../s3/errors.js';
 import { deleteIfUnchanged, type WriteResult } from '../s3/conditional-writes.js';
 import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
-import { readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
+import { readSmallObject, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
 import { wrappedKeyDigest, type IntentSink, type WriteIntent } from './intent.js';
-import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type TargetFormat } from './outcome.js';
-import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
+import { cancelledBeforeStart, fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type StopCheck, type TargetFormat } from './outcome.js';
+import { instructionKey, readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { lostUpdate } from './lost-update.js';
 import { landedWrite, recoveredOutcome, replacementBase, writtenBy } from './recover.js';
 import { settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
+import { exactLength } from './body-length.js';
 import { modifiedSinceCutoff, notDue, type RotationTarget } from './target.js';
-import { mergedMetadata } from './write-envelope.js';
+import { placeEnvelope, putInstructionFile } from './write-envelope.js';
 
 export interface RekeyDeps {
   readonly s3: S3Client;
@@ -36,7 +39,12 @@ export interface RekeyDeps {
   /** Objects streamed at once per batch; memory per object is bounded by the pool and the upload parts. */
   readonly objectConcurrency?: number;
   readonly upload?: Omit<ReplacementOptions, 'journal'>;
+  readonly stopped?: StopCheck;
 }
+
+const UNAUTHENTICATED_SOURCE =
+  'legacy AES/CBC content has no authentication: a wrong key or damage can pass unseen and would then carry a valid GCM tag; ' +
+  'rekey it with --allow-unauthenticated-source, or rewrap it (the body stays as it is)';
 
 /** V1 is read-only: a rekey writes V2 unless V3 is asked for; otherwise the source's version is kept. */
 export function targetVersion(source: Envelope['version'], wanted: TargetFormat): 'v2' | 'v3' {
@@ -64,7 +72,7 @@ export class Rekeyer {
     return Promise.all(
       refs.map((ref) =>
         limit(async () => {
-          const outcome = await this.rekeyOne(ref, journal, onIntent);
+          const outcome = (await this.deps.stopped?.()) ? cancelledBeforeStart(ref, 'rekey') : await withBudget(new RetryBudget(), () => this.rekeyOne(ref, journal, onIntent));
           await onOutcome?.(outcome);
           return outcome;
         }),
@@ -82,11 +90,11 @@ export class Rekeyer {
     if (!object) return undefined;
     const written = writtenBy(intent, object);
     const file = intent.instructionFile;
-    const stale: StaleFile = file ? await this.dropStaleInstructionFile(object.snapshot.bucket, file) : { note: '' };
+    const stale: FileSettlement = file ? await this.dropStaleInstructionFile(object.snapshot.bucket, file) : { note: '' };
     const outcome = recoveredOutcome(intent, object, written, { bytesWritten: object.snapshot.size }, stale.note);
     const replaced = [
       ...replacedBy(intent.ref.key, intent.replacedVersionId, written.versionId),
-      ...(file ? replacedBy(file.key, file.versionId, stale.markerVersionId) : []),
+      ...(file ? replacedBy(file.key, file.versionId, stale.fileVersionAfter) : []),
     ];
     return settledOutcome(outcome, await this.replaced.settle({ ...replacementBase(intent, object, written), replaced }), replaced);
   }
@@ -103,10 +111,14 @@ export class Rekeyer {
       }
       const object = await readEncryptedObject(this.deps.s3, ref);
       const { snapshot, envelope } = object;
-      facts = { format: envelope.version, oldEtag: snapshot.etag, oldVersionId: snapshot.versionId };
+      facts = { format: envelope.version, oldEtag: snapshot.etag, oldVersionId: snapshot.versionId, sourceAuthenticated: envelope.contentCipher !== CBC };
       // An age cut-off is told by the date alone: no plaintext data key for an object rotated since.
       const recent = modifiedSinceCutoff(this.target, snapshot.lastModified);
       if (recent) return notRotated(ref, 'rekey', 'already-rotated', recent, { ...facts, durationMs: Date.now() - started });
+      /* Precondition: unauthenticated content gets an authenticated tag only when the campaign opted in. */
+      if (!facts.sourceAuthenticated && !this.target.allowUnauthenticatedSource) {
+        return notRotated(ref, 'rekey', 'unauthenticated-source', UNAUTHENTICATED_SOURCE, { ...facts, durationMs: Date.now() - started });
+      }
       const old = await this.deps.kms.decryptDataKey(envelope.encryptedDataKey, kmsEncryptionContext(envelope));
       const oldKey = DataKey.adopt(old.plaintext);
       keys.push(oldKey);
@@ -130,17 +142,21 @@ export class Rekeyer {
         dataKey: newKey,
         ...(envelope.unencryptedContentLength === undefined ? {} : { unencryptedContentLength: envelope.unencryptedContentLength }),
       });
+      const placed = placeEnvelope(snapshot, newEnvelope);
       // Everything awaited goes before the cipher starts: an early cipher error needs a reader attached.
+      const fileNow = placed.instructionFile === undefined ? undefined : object.instructionFile ?? (await this.currentInstructionFile(snapshot));
       const tagging = await readTagging(this.deps.s3, snapshot);
       const file = object.instructionFile;
+      const inFile = placed.instructionFile !== undefined;
       intent = {
         ref,
         mode: 'rekey',
         facts: { ...facts, newFormat: version, newKeyId: fresh.keyId, bytesRead: snapshot.size, ...(file ? { instructionFileOldEtag: file.etag } : {}) },
-        location: 'object',
-        replacedVersionId: snapshot.versionId,
+        // With no room in metadata the new envelope goes to the instruction file, which then proves the write.
+        location: inFile ? 'instruction-file' : 'object',
+        replacedVersionId: inFile ? fileNow?.versionId : snapshot.versionId,
         wrappedKeyDigest: wrappedKeyDigest(fresh.wrappedKey),
-        instructionFile: file && { key: file.key, etag: file.etag, versionId: file.versionId },
+        instructionFile: !inFile && file ? { key: file.key, etag: file.etag, versionId: file.versionId } : undefined,
         at: started,
       };
       /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
@@ -150,8 +166,13 @@ export class Rekeyer {
         decrypt: decryptSpecFor(envelope, oldKey),
         encrypt: encryptSpecFor(newEnvelope, newKey),
       });
-      const written = await this.upload(object, newEnvelope, cipher, tagging, journal);
-      const stale = file ? await this.dropStaleInstructionFile(snapshot.bucket, file) : { note: 'rotated' };
+      const written = await this.upload(object, placed.metadata, cipher, tagging, journal);
+      const stale =
+        placed.instructionFile !== undefined
+          ? await this.writeInstructionFile(object, placed.instructionFile, fileNow)
+          : file
+            ? await this.dropStaleInstructionFile(snapshot.bucket, file)
+            : { note: 'rotated' };
       const outcome = rotated(ref, 'rekey', {
         ...facts,
         newFormat: version,
@@ -165,7 +186,7 @@ export class Rekeyer {
       }, stale.note);
       const lost = await lostUpdate(this.deps.s3, { bucket: snapshot.bucket, key: snapshot.key, read: snapshot.versionId, written: written.versionId }, outcome);
       if (lost) return lost;
-      const replacement = replacementOf(object, written, stale.markerVersionId);
+      const replacement = replacementOf(object, written, stale, placed.metadata);
       return settledOutcome(outcome, await this.replaced.settle(replacement), replacement.replaced);
     } catch (err) {
       // A write that failed to answer may have landed all the same (a lost answer, a retried completion).
@@ -183,17 +204,14 @@ export class Rekeyer {
       const out = await this.deps.s3.send(
         new GetObjectCommand({ Bucket: snapshot.bucket, Key: snapshot.key, VersionId: snapshot.versionId, IfMatch: snapshot.etag }),
       );
-      return out.Body as Readable;
+      return exactLength(out.Body as Readable, snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
     } catch (err) {
       throw s3Failure(err, `GET s3://${snapshot.bucket}/${snapshot.key}`);
     }
   }
 
-  private upload(object: EncryptedObject, envelope: Envelope, cipher: PoolStream, tagging: string | undefined, journal: UploadJournal) {
+  private upload(object: EncryptedObject, metadata: Record<string, string>, cipher: PoolStream, tagging: string | undefined, journal: UploadJournal) {
     const { snapshot } = object;
-    // The new envelope always goes into object metadata: body and key then change in one atomic
-    // completion, whereas a separate instruction file could pair a new body with an old key.
-    const metadata = mergedMetadata(snapshot, serialiseEnvelope(envelope).objectMetadata);
     return uploadReplacement(
       this.deps.s3,
       { snapshot, body: cipher, metadata, tagging, contentLength: snapshot.size },
@@ -201,16 +219,41 @@ export class Rekeyer {
     );
   }
 
+  /** The instruction file a new one replaces when the object's own envelope was in its metadata. */
+  private async currentInstructionFile(snapshot: ObjectSnapshot): Promise<InstructionFile | undefined> {
+    const key = instructionKey(snapshot.key);
+    const file = await readSmallObject(this.deps.s3, snapshot.bucket, key);
+    return file && { ...file, key };
+  }
+
+  /**
+   * The body is written first, then its instruction file, conditional on the file read: the other
+   * order would pair the old body with the new key for as long as the upload takes; this one only
+   * for the one small PUT. Should that PUT fail, the object cannot be read until the file is put, so
+   * the failure says what to put there (a wrapped key is ciphertext, as in any instruction file).
+   */
+  private async writeInstructionFile(object: EncryptedObject, body: string, previous: InstructionFile | undefined): Promise<FileSettlement> {
+    const { bucket, key } = object.snapshot;
+    const fileKey = instructionKey(key);
+    try {
+      const written = await putInstructionFile(this.deps.s3, { bucket, key: fileKey, body }, previous, object.snapshot);
+      return { note: `rotated; the envelope is in the instruction file, object metadata has no room for it`, file: { key: fileKey, versionId: written.versionId, etag: written.etag } };
+    } catch (err) {
+      const cause = s3Failure(err, `PUT s3://${bucket}/${fileKey}`).message;
+      throw new RekeyError('incomplete-write', `the new body of s3://${bucket}/${key} is written but not its instruction file (${cause}); put this in s3://${bucket}/${fileKey} to read it: ${body}`);
+    }
+  }
+
   /**
    * Object metadata wins over an instruction file for every reader, so the old file is only a copy of
    * the old wrapped key. The object is rotated either way; a file that cannot go is said in the message.
    * In a versioned bucket the delete puts a marker on top of the file's last version, which stays.
    */
-  private async dropStaleInstructionFile(bucket: string, file: { key: string; etag: string }): Promise<StaleFile> {
+  private async dropStaleInstructionFile(bucket: string, file: { key: string; etag: string }): Promise<FileSettlement> {
     try {
       // Conditional: a file another writer replaced meanwhile is theirs and stays.
       const out = await deleteIfUnchanged(this.deps.s3, { bucket, key: file.key, etag: file.etag });
-      return { note: 'rotated; the envelope moved from the instruction file into object metadata', markerVersionId: out.deleteMarkerVersionId };
+      return { note: 'rotated; the envelope moved from the instruction file into object metadata', fileVersionAfter: out.deleteMarkerVersionId };
     } catch (err) {
       const failure = s3Failure(err, `DELETE s3://${bucket}/${file.key}`);
       // Gone already: dropped by the writer whose intent this recovery completes.
@@ -220,25 +263,30 @@ export class Rekeyer {
   }
 }
 
-/** What became of the instruction file a rekey moved into metadata: a note, and its delete marker. */
-interface StaleFile {
+type InstructionFile = NonNullable<EncryptedObject['instructionFile']>;
+
+/** What became of the instruction file: deleted (a delete marker in a versioned bucket) or rewritten. */
+interface FileSettlement {
   readonly note: string;
-  readonly markerVersionId?: string | undefined;
+  readonly fileVersionAfter?: string | undefined;
+  readonly file?: { readonly key: string; readonly versionId: string | undefined; readonly etag: string | undefined };
 }
 
 /**
  * A rekey writes a new object version; in a versioned bucket the version it read stays, and so does
- * the instruction file's last version once the file is deleted (a delete marker hides it).
+ * the instruction file's last version once the file is deleted (a delete marker hides it) or
+ * rewritten. With a new instruction file, that file is what a verification reads.
  */
-function replacementOf(object: EncryptedObject, written: WriteResult, fileMarker: string | undefined): Replacement {
-  const { snapshot, instructionFile: file } = object;
+function replacementOf(object: EncryptedObject, written: WriteResult, settled: FileSettlement, metadata: Record<string, string>): Replacement {
+  const { snapshot, instructionFile: old } = object;
+  const file = settled.file;
   return {
     bucket: snapshot.bucket,
-    written: { location: 'object', key: snapshot.key, versionId: written.versionId, etag: written.etag },
-    objectMetadata: snapshot.metadata,
+    written: file ? { location: 'instruction-file', ...file } : { location: 'object', key: snapshot.key, versionId: written.versionId, etag: written.etag },
+    objectMetadata: metadata,
     replaced: [
       ...replacedBy(snapshot.key, snapshot.versionId, written.versionId),
-      ...(file ? replacedBy(file.key, file.versionId, fileMarker) : []),
+      ...(old ? replacedBy(old.key, old.versionId, file?.versionId ?? settled.fileVersionAfter) : []),
     ],
   };
 }

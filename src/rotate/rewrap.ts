@@ -2,11 +2,12 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { rewrapEncryptionContexts, withRewrappedKey, type RewrapContexts } from '../formats/index.js';
 import type { KmsBatcher, RewrapResult } from '../kms/batcher.js';
+import { RetryBudget, withBudget } from '../retry/budget.js';
 import type { WriteResult } from '../s3/conditional-writes.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
 import { wrappedKeyDigest, type IntentSink, type WriteIntent } from './intent.js';
-import { fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeSink } from './outcome.js';
+import { cancelledBeforeStart, fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeSink, type StopCheck } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { lostUpdate } from './lost-update.js';
 import { landedWrite, recoveredOutcome, replacementBase, writtenBy } from './recover.js';
@@ -20,6 +21,7 @@ export interface RewrapDeps {
   readonly kms: KmsBatcher;
   /** S3 requests in flight at once for one batch. */
   readonly s3Concurrency?: number;
+  readonly stopped?: StopCheck;
 }
 
 interface Prepared {
@@ -57,7 +59,7 @@ export class Rewrapper {
     // writes): an S3 slot is held per request, so one object's KMS wait leaves it to another object.
     const settledAll = await Promise.allSettled(
       refs.map(async (ref) => {
-        const outcome = await this.settle(await this.rotateOne(ref, limit, journal, onIntent), limit);
+        const outcome = await withBudget(new RetryBudget(), async () => this.settle(await this.rotateOne(ref, limit, journal, onIntent), limit));
         await onOutcome?.(outcome);
         return outcome;
       }),
@@ -95,6 +97,7 @@ export class Rewrapper {
     const started = Date.now();
     let prepared: Prepared;
     try {
+      if (await limit(async () => (await this.deps.stopped?.()) === true)) return { outcome: cancelledBeforeStart(ref, 'rewrap') };
       if (isInstructionFileName(ref.key)) {
         const entry = await limit(() => inspectInstructionEntry(this.deps.s3, ref));
         if (entry.kind !== 'data') {

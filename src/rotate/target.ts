@@ -18,6 +18,11 @@ export interface RotationTarget {
    * older than the minimum age. One modified after it was rotated since, or written fresh: done.
    */
   readonly modifiedBefore: number | undefined;
+  /**
+   * rekey: re-encrypt legacy AES/CBC content, which has no authentication (a wrong key or damage can
+   * pass its padding check), under an authenticated cipher. Off: such objects are skipped.
+   */
+  readonly allowUnauthenticatedSource: boolean;
   /** Whether an object whose data key is under `keyArn` belongs to the rotation. */
   acceptsSource(keyArn: string): boolean;
 }
@@ -31,6 +36,7 @@ export function rotationTarget(options: {
   purgeReplacedVersions?: boolean | undefined;
   removeOrphanInstructionFiles?: boolean | undefined;
   modifiedBefore?: number | undefined;
+  allowUnauthenticatedSource?: boolean | undefined;
 }): RotationTarget {
   const sources = new Set(options.sourceKeyArns);
   return {
@@ -41,6 +47,7 @@ export function rotationTarget(options: {
     purgeReplacedVersions: options.purgeReplacedVersions === true,
     removeOrphanInstructionFiles: options.removeOrphanInstructionFiles === true,
     modifiedBefore: options.modifiedBefore,
+    allowUnauthenticatedSource: options.allowUnauthenticatedSource === true,
     acceptsSource: (keyArn) => sources.size === 0 || sources.has(keyArn),
   };
 }

@@ -4,15 +4,13 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
-  ListMultipartUploadsCommand,
-  ListPartsCommand,
   PutObjectCommand,
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { s3Failure } from './errors.js';
-import { readTagging, type ObjectSnapshot } from './snapshot.js';
+import { readTagging, type KeptSettings, type ObjectSnapshot } from './snapshot.js';
 import { noJournal, type UploadIntent, type UploadJournal } from './upload-journal.js';
 
 /** CopyObject copies at most 5 GB in one request; larger objects need UploadPartCopy. */
@@ -31,8 +29,8 @@ export interface ReplaceMetadataOptions {
 }
 
 /** Everything that must be sent again when a rewrite replaces the object (docs/design.md §4.5). */
-function keptSettings(snapshot: ObjectSnapshot) {
-  return { ...snapshot.headers, ...snapshot.sse, StorageClass: snapshot.storageClass as never };
+export function keptSettings(settings: KeptSettings) {
+  return { ...settings.headers, ...settings.sse, StorageClass: settings.storageClass as never };
 }
 
 /**
@@ -152,53 +150,6 @@ function isUnknownUpload(err: unknown): boolean {
   return (err as { name?: string }).name === 'NoSuchUpload' || s3Failure(err, 'upload').reason === 'gone';
 }
 
-/** How far S3's clock may run behind the worker's when an upload's initiation time is compared with an intent. */
-const CLOCK_SKEW_MS = 5 * 60_000;
-
-/**
- * Aborts the uploads S3 may have made for an intent whose upload id never reached the journal: uploads
- * of exactly that key, initiated since the intent, without parts. rekey sends no part before the
- * upload id is journaled, so an upload of ours in that state has none; a writer's upload that already
- * has parts is never touched. Returns how many were aborted.
- */
-export async function abortUnjournaledUploads(s3: S3Client, intent: UploadIntent): Promise<number> {
-  let aborted = 0;
-  for (const uploadId of await uploadsSince(s3, intent)) {
-    try {
-      const parts = await s3.send(new ListPartsCommand({ Bucket: intent.bucket, Key: intent.key, UploadId: uploadId, MaxParts: 1 }));
-      if ((parts.Parts ?? []).length > 0) continue;
-    } catch (err) {
-      if (isUnknownUpload(err)) continue;
-      throw s3Failure(err, `list parts of an upload of s3://${intent.bucket}/${intent.key}`);
-    }
-    await abortUpload(s3, { bucket: intent.bucket, key: intent.key, uploadId });
-    aborted += 1;
-  }
-  return aborted;
-}
-
-async function uploadsSince(s3: S3Client, intent: UploadIntent): Promise<string[]> {
-  const ids: string[] = [];
-  let keyMarker: string | undefined;
-  let uploadIdMarker: string | undefined;
-  try {
-    for (;;) {
-      const out = await s3.send(
-        new ListMultipartUploadsCommand({ Bucket: intent.bucket, Prefix: intent.key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
-      );
-      for (const u of out.Uploads ?? []) {
-        const initiated = u.Initiated?.getTime() ?? Number.POSITIVE_INFINITY;
-        if (u.Key === intent.key && u.UploadId && initiated >= intent.at - CLOCK_SKEW_MS) ids.push(u.UploadId);
-      }
-      if (!out.IsTruncated) return ids;
-      keyMarker = out.NextKeyMarker;
-      uploadIdMarker = out.NextUploadIdMarker;
-    }
-  } catch (err) {
-    throw s3Failure(err, `list multipart uploads of s3://${intent.bucket}/${intent.key}`);
-  }
-}
-
 export interface PutSmallObjectInput {
   readonly bucket: string;
   readonly key: string;
@@ -206,7 +157,10 @@ export interface PutSmallObjectInput {
   readonly metadata: Record<string, string>;
   /** The ETag read before; `undefined` only when the object must not exist yet. */
   readonly ifMatch: string | undefined;
-  readonly contentType?: string;
+  /** The headers, SSE settings and storage class to write with, e.g. those of the file replaced. */
+  readonly settings?: KeptSettings;
+  /** Tags as the `Tagging` parameter wants them. */
+  readonly tagging?: string | undefined;
 }
 
 /** A conditional PutObject: If-Match the ETag read, or If-None-Match * for a new object. */
@@ -218,7 +172,8 @@ export async function putSmallObject(s3: S3Client, input: PutSmallObjectInput): 
         Key: input.key,
         Body: input.body,
         Metadata: input.metadata,
-        ContentType: input.contentType,
+        Tagging: input.tagging,
+        ...(input.settings ? keptSettings(input.settings) : {}),
         ...(input.ifMatch ? { IfMatch: input.ifMatch } : { IfNoneMatch: '*' }),
       }),
     );

@@ -1,4 +1,5 @@
 import { RekeyError } from '../errors.js';
+import { MAX_USER_METADATA_BYTES } from './metadata-limit.js';
 
 interface SdkError {
   name?: string;
@@ -22,14 +23,36 @@ export function s3Failure(err: unknown, what: string): RekeyError {
   if (code === 'NoSuchUpload') {
     return new RekeyError('s3-error', `${message}: the multipart upload was aborted meanwhile`, call);
   }
-  if (status === 412 || code === 'PreconditionFailed' || code === 'ConditionalRequestConflict' || status === 409) {
+  if (code === 'MetadataTooLarge') {
+    return new RekeyError('metadata-too-large', `${message}: the user metadata passes S3's ${MAX_USER_METADATA_BYTES}-byte limit`, call);
+  }
+  if (status === 412 || code === 'PreconditionFailed') {
     return new RekeyError('changed', `${message}: the object changed since it was read`, call);
+  }
+  // S3 answers 409 ConditionalRequestConflict while a conflicting conditional write is in progress
+  // and asks for a retry: the condition was not evaluated, so nothing says the object changed.
+  if (status === 409 || code === 'ConditionalRequestConflict') {
+    return new RekeyError('s3-error', `${message}: a concurrent conditional write was in progress`, { cause: err });
   }
   if (status === 404 || code === 'NoSuchKey' || code === 'NotFound' || code === 'NoSuchVersion') {
     return new RekeyError('gone', `${message}: the object no longer exists`, call);
   }
   if (status === 403 || code === 'AccessDenied') {
-    return new RekeyError('s3-error', `${message}: access denied`, call);
+    return new RekeyError('s3-denied', `${message}: access denied; grant the permission (README, configuration) and rekey retry`, call);
   }
-  return new RekeyError('s3-error', message, call);
+  // Throttling (503 SlowDown, 429), server errors and a request that got no answer (reset, timeout).
+  if (status === undefined || status >= 500 || status === 429 || THROTTLING_CODES.has(code)) {
+    return new RekeyError('s3-error', message, call);
+  }
+  return new RekeyError('s3-rejected', `${message}: S3 refused the request`, call);
+}
+
+const THROTTLING_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeTooSkewed']);
+
+/**
+ * Whether the same request may succeed when sent again: the SDK's retries of S3 requests ask this.
+ * A NoSuchUpload is transient for the object (another attempt starts a new upload), not the request.
+ */
+export function isTransientS3Error(err: unknown): boolean {
+  return (err as SdkError | undefined)?.name !== 'NoSuchUpload' && s3Failure(err, 'request').reason === 's3-error';
 }

@@ -6,7 +6,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { WriteResult } from './conditional-writes.js';
+import { keptSettings, type WriteResult } from './conditional-writes.js';
 import { s3Failure } from './errors.js';
 import type { ObjectSnapshot } from './snapshot.js';
 import { noJournal, type UploadJournal } from './upload-journal.js';
@@ -84,9 +84,7 @@ export async function uploadReplacement(
       Metadata: input.metadata,
       Tagging: input.tagging,
       IfMatch: snapshot.etag,
-      ...snapshot.headers,
-      ...snapshot.sse,
-      StorageClass: snapshot.storageClass as never,
+      ...keptSettings(snapshot),
     },
   });
   try {

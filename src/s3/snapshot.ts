@@ -64,6 +64,8 @@ const CONTENT_HEADERS = [
   'WebsiteRedirectLocation',
 ] as const;
 
+const SSE_SETTINGS = ['ServerSideEncryption', 'SSEKMSKeyId', 'BucketKeyEnabled'] as const;
+
 export async function headObject(s3: S3Client, bucket: string, key: string, versionId?: string): Promise<ObjectSnapshot> {
   let out: HeadObjectCommandOutput;
   try {
@@ -83,7 +85,7 @@ export async function headObject(s3: S3Client, bucket: string, key: string, vers
     metadata: out.Metadata ?? {},
     headers: pick(out, CONTENT_HEADERS),
     storageClass: out.StorageClass,
-    sse: pick(out, ['ServerSideEncryption', 'SSEKMSKeyId', 'BucketKeyEnabled'] as const),
+    sse: pick(out, SSE_SETTINGS),
     lock: {
       mode: out.ObjectLockMode,
       retainUntil: out.ObjectLockRetainUntilDate,
@@ -97,8 +99,11 @@ export function isLocked(lock: ObjectLockState, now = new Date()): boolean {
   return lock.legalHold || (lock.retainUntil !== undefined && lock.retainUntil > now);
 }
 
+/** What a rewrite of an object must send again besides its metadata and tags (design.md invariant 5). */
+export type KeptSettings = Pick<ObjectSnapshot, 'headers' | 'sse' | 'storageClass'>;
+
 /** Tags as the `Tagging` request parameter wants them (URL-encoded query string). */
-export async function readTagging(s3: S3Client, snapshot: ObjectSnapshot): Promise<string | undefined> {
+export async function readTagging(s3: S3Client, snapshot: Pick<ObjectSnapshot, 'bucket' | 'key' | 'versionId'>): Promise<string | undefined> {
   try {
     const out = await s3.send(
       new GetObjectTaggingCommand({ Bucket: snapshot.bucket, Key: snapshot.key, VersionId: snapshot.versionId }),
@@ -111,13 +116,12 @@ export async function readTagging(s3: S3Client, snapshot: ObjectSnapshot): Promi
   }
 }
 
-export interface SmallObject {
+export interface SmallObject extends KeptSettings {
   readonly body: Buffer;
   readonly etag: string;
   /** Set in a versioned bucket: the exact version read. */
   readonly versionId: string | undefined;
   readonly metadata: Readonly<Record<string, string>>;
-  readonly headers: ContentHeaders;
 }
 
 /** Reads a small object whole (instruction files); `undefined` when it does not exist. */
@@ -136,7 +140,15 @@ export async function readSmallObject(
       throw new RekeyError('bad-metadata', `s3://${bucket}/${key} is ${out.ContentLength} bytes, too large for an instruction file`);
     }
     const body = Buffer.from((await out.Body?.transformToByteArray()) ?? []);
-    return { body, etag: out.ETag ?? '', versionId: out.VersionId, metadata: out.Metadata ?? {}, headers: pick(out, CONTENT_HEADERS) };
+    return {
+      body,
+      etag: out.ETag ?? '',
+      versionId: out.VersionId,
+      metadata: out.Metadata ?? {},
+      headers: pick(out, CONTENT_HEADERS),
+      storageClass: out.StorageClass,
+      sse: pick(out, SSE_SETTINGS),
+    };
   } catch (err) {
     if (err instanceof RekeyError) throw err;
     const failure = s3Failure(err, `GET s3://${bucket}/${key}`);

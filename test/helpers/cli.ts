@@ -30,13 +30,16 @@ export function spawnRekey(config: Config, args: readonly string[], extra: NodeJ
   return spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: cliEnv(config, extra), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-export async function rekey(config: Config, args: readonly string[], extra: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+/** With `killAfterMs`, a command that has not ended by then is killed: its code is then null (a hang). */
+export async function rekey(config: Config, args: readonly string[], extra: NodeJS.ProcessEnv = {}, options: { killAfterMs?: number } = {}): Promise<CliResult> {
   const child = spawnRekey(config, args, extra);
+  const guard = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(guard);
   return { code, stdout, stderr };
 }
 

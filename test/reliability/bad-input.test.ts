@@ -10,6 +10,7 @@ import { rekey } from '../helpers/cli.js';
 import { freshKmsKey, openStack, uniqueName, type TestKey, type TestStack } from '../helpers/stack.js';
 import { decryptObject } from '../helpers/verify.js';
 import { rawObject, type RawObject } from './support/campaign.js';
+import { sealLegacyCbc } from './support/legacy-cbc.js';
 import { putSealed, seal, type Sealed } from './support/sealed.js';
 
 type Mode = 'rewrap' | 'rekey';
@@ -143,6 +144,28 @@ const CASES: readonly BadInput[] = [
       await putDamaged(c, k, await sealed(c, 500), { instructionFile: other.instructionFile! });
     },
   },
+  // issue 12: unauthenticated content and S3's 2 KB user-metadata limit
+  {
+    key: 'legacy/cbc',
+    what: 'legacy AES/CBC content (kms wrap), no --allow-unauthenticated-source',
+    expect: { rekey: 'skipped:unauthenticated-source', rewrap: 'rotated' },
+    create: async (c, k) => {
+      const cbc = await sealLegacyCbc(c.stack.kms, c.keys.old.keyId, randomBytes(3000));
+      await c.stack.s3.send(new PutObjectCommand({ Bucket: c.bucket, Key: k, Body: cbc.ciphertext, Metadata: cbc.metadata }));
+    },
+  },
+  {
+    key: 'meta/large-user-metadata',
+    what: 'V2 envelope in an instruction file beside 1.9 KB of user metadata: no room for it in metadata',
+    expect: BOTH('rotated'),
+    create: async (c, k) => putSealed(c.stack.s3, c.bucket, k, await sealed(c, 2000, { instructionFile: true }), { Metadata: { notes: 'n'.repeat(1900) } }),
+  },
+  {
+    key: 'meta/metadata-full',
+    what: 'V3 instruction-file object whose user metadata fills 2 KB: no room even for c/d/i (rewrap leaves the object alone)',
+    expect: { rekey: 'failed:metadata-too-large', rewrap: 'rotated' },
+    create: async (c, k) => putSealed(c.stack.s3, c.bucket, k, await sealed(c, 2000, { format: 'v3', instructionFile: true }), { Metadata: { notes: 'n'.repeat(2040) } }),
+  },
   // not S3EC, empty, huge
   { key: 'plain/text', what: 'an object no S3EC wrote', expect: BOTH('skipped:not-encrypted'), create: async (c, k) => void (await c.stack.s3.send(new PutObjectCommand({ Bucket: c.bucket, Key: k, Body: 'plain text' }))) },
   { key: 'plain/empty', what: 'a 0-byte object without S3EC metadata', expect: BOTH('skipped:not-encrypted'), create: async (c, k) => void (await c.stack.s3.send(new PutObjectCommand({ Bucket: c.bucket, Key: k, Body: '' }))) },
@@ -268,7 +291,7 @@ describe(`bad input: ${CASES.length} kinds of objects in one bucket, each with a
           assert.equal(after.sha256, before.get(c.key)!.sha256, `${c.key}: rewrap leaves the ciphertext as it was`);
         }
       }
-      for (const key of ['good/v2', 'good/v3-instruction-file', 'empty/v2', 'empty/v3-recorded', 'meta/metadata-and-file-disagree']) {
+      for (const key of ['good/v2', 'good/v3-instruction-file', 'empty/v2', 'empty/v3-recorded', 'meta/metadata-and-file-disagree', 'meta/large-user-metadata']) {
         assert.equal((await decryptObject(stack, bucket, key)).keyId, newKey.arn, `${key} decrypts under the new key`);
       }
       for (const [key, field] of [['ec/non-ascii-escaped-v2', 'x-amz-matdesc'], ['ec/non-ascii-rfc2047-v2', 'x-amz-matdesc'], ['ec/non-ascii-rfc2047-v3', 'x-amz-t']] as const) {

@@ -90,7 +90,7 @@ describe('a worker killed while its CreateMultipartUpload is on the wire', () =>
   });
   after(() => stack.close());
 
-  test('the upload S3 made for the dead worker is aborted too', async () => {
+  test('the object is rotated; the part-less upload S3 made for the dead worker is left, never guessed at', async () => {
     const bucket = await freshBucket(stack.s3);
     const sealed = await seal(stack.kms, randomBytes(17 * MiB), { kmsKeyId: oldKey.keyId, format: 'v2' });
     await putSealed(stack.s3, bucket, 'big', sealed);
@@ -102,9 +102,12 @@ describe('a worker killed while its CreateMultipartUpload is on the wire', () =>
       await untilUploads(stack, bucket, 1);
       assert.deepEqual(await rawObject(stack.s3, bucket, 'big'), before);
 
+      const leftover = await openUploads(stack.s3, bucket);
       const { outcomes } = await finish(['big']);
       assert.equal(outcomes.get('big')?.outcome, 'rotated', outcomes.get('big')?.message);
-      assert.deepEqual(await openUploads(stack.s3, bucket), [], 'no multipart upload is left open');
+      // Its id never reached the journal, so it cannot be told from another writer's upload of the key
+      // (cleanup.test.ts): it stays, without parts, for the bucket's AbortIncompleteMultipartUpload rule.
+      assert.deepEqual(await openUploads(stack.s3, bucket), leftover, 'only the unjournaled upload is open');
       assert.deepEqual(await assertAllDecrypt(stack, bucket, [{ key: 'big', sha256: sealed.plaintextSha256 }]), new Map([[newKey.arn, 1]]));
     });
   });

@@ -41,7 +41,7 @@ const CASES: readonly Case[] = [
   wire('KMSInvalidStateException', 'kms-disabled', false),
   wire('AccessDeniedException', 'kms-denied', false),
   wire('SomethingNewException', 'kms-denied', false, 400, 'User: arn:aws:iam::123456789012:role/w is not authorized to do it'),
-  wire('ValidationException', 'kms-error', false),
+  wire('ValidationException', 'kms-rejected', false),
 ];
 
 for (const kms of kmsEndpoints()) {

@@ -23,7 +23,13 @@ export type Fault =
   /** The request reaches the server, which acts on it; the client's connection is then reset unanswered. */
   | { readonly kind: 'drop-response' }
   /** The request waits in the proxy until {@link FaultProxy.release}; see {@link FaultProxy.nextHeld}. */
-  | { readonly kind: 'hold' };
+  | { readonly kind: 'hold' }
+  /**
+   * The server's answer with only the first `keep` bytes of its body, a Content-Length to match and no
+   * `x-amz-checksum-*` headers (as for an object stored without a full-object checksum, which the SDK
+   * then cannot validate): a body that ends early and cleanly, which only a length check can tell.
+   */
+  | { readonly kind: 'short-body'; readonly keep: number };
 
 export type FaultKind = Fault['kind'];
 
@@ -34,6 +40,16 @@ export function kmsError(code: string, options: { status?: number; message?: str
     status: options.status ?? 400,
     headers: { 'x-amzn-errortype': code, 'content-type': 'application/x-amz-json-1.1' },
     body: JSON.stringify({ __type: code, message: options.message ?? `${code} injected by the fault proxy` }),
+  };
+}
+
+/** An S3 error as it comes over the wire: the code in an XML body (a HEAD gets the status alone). */
+export function s3Error(code: string, status: number): Fault {
+  return {
+    kind: 'respond',
+    status,
+    headers: { 'content-type': 'application/xml' },
+    body: `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code} injected by the fault proxy</Message></Error>`,
   };
 }
 
@@ -270,6 +286,9 @@ export class FaultProxy {
       case 'hold':
         this.park(seen, req, res, body ?? (await buffer(req)));
         return;
+      case 'short-body':
+        this.forward(req, res, body, undefined, fault.keep);
+        return;
       case undefined:
         this.forward(req, res, body);
         return;
@@ -284,8 +303,11 @@ export class FaultProxy {
     else this.unclaimed.push(held);
   }
 
-  /** Sends the request on, from `body` when it was buffered; `answered` replaces passing the answer back. */
-  private forward(req: IncomingMessage, res: ServerResponse, body?: Buffer, answered?: () => void): void {
+  /**
+   * Sends the request on, from `body` when it was buffered; `answered` replaces passing the answer
+   * back; `keep` cuts the answer's body to that many bytes.
+   */
+  private forward(req: IncomingMessage, res: ServerResponse, body?: Buffer, answered?: () => void, keep?: number): void {
     const upstream = http.request(
       {
         host: this.target.hostname,
@@ -302,6 +324,11 @@ export class FaultProxy {
         }
         if (res.destroyed) {
           answer.resume();
+          return;
+        }
+        if (keep !== undefined) {
+          const headers = Object.fromEntries(Object.entries(answer.headers).filter(([name]) => !name.startsWith('x-amz-checksum-')));
+          void buffer(answer).then((whole) => res.writeHead(answer.statusCode ?? 502, { ...headers, 'content-length': String(Math.min(keep, whole.length)) }).end(whole.subarray(0, keep)));
           return;
         }
         res.writeHead(answer.statusCode ?? 502, answer.headers);

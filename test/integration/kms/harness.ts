@@ -69,7 +69,7 @@ export async function openKmsHarness(
   /* Precondition: the stack env names a KMS endpoint to put the proxy in front of. */
   if (!stack.config.kmsEndpoint) throw new Error('AWS_ENDPOINT_URL_KMS is not set: eval "$(bash scripts/stack.sh env)"');
   const proxy = await FaultProxy.start({ ...proxyOptions, target: stack.config.kmsEndpoint });
-  const proxiedKms = makeKmsClient({ ...stack.config, kmsEndpoint: proxy.url }, { maxAttempts: 1 });
+  const proxiedKms = makeKmsClient({ ...stack.config, kmsEndpoint: proxy.url }, { retries: 'none' });
   // High enough never to slow a test; it is here so every call really goes through Redis.
   const shared = new RedisRateLimiter({
     redis: stack.redis,

@@ -31,10 +31,10 @@ describe('rekey: stream re-encryption under a fresh data key', () => {
   let pool: CipherPool;
   let kms: KmsBatcher;
 
-  const rekeyer = (targetFormat: 'same' | 'v2' | 'v3' = 'same') =>
+  const rekeyer = (targetFormat: 'same' | 'v2' | 'v3' = 'same', allowUnauthenticatedSource = false) =>
     new Rekeyer(
       { s3: stack.s3, kms, pool, upload: { partBytes: 5 * 1024 * 1024 } },
-      rotationTarget({ mode: 'rekey', targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat, sourceKeyArns: [] }),
+      rotationTarget({ mode: 'rekey', targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat, sourceKeyArns: [], allowUnauthenticatedSource }),
     );
 
   before(async () => {
@@ -93,7 +93,7 @@ describe('rekey: stream re-encryption under a fresh data key', () => {
     assert.equal(sha256(await s3ecGet(stack.config, c, newKey.keyId)), sha256(body));
   });
 
-  test('a legacy CBC object with the kms wrap (known-answer vector) becomes V2 GCM that the real client reads', async () => {
+  test('a legacy CBC object with the kms wrap (known-answer vector) becomes V2 GCM that the real client reads, with the opt-in', async () => {
     const v = vectors.find((x) => x.id === 'go-v2-getobject-kms-cbc-legacy')!;
     const matdesc = { kms_cmk_id: oldKey.keyId };
     const wrapped = await stack.kms.send(
@@ -111,8 +111,9 @@ describe('rekey: stream re-encryption under a fresh data key', () => {
         },
       }),
     );
-    const [o] = await rekeyer().rotate([{ bucket, key: 'legacy-cbc' }], noJournal);
+    const [o] = await rekeyer('same', true).rotate([{ bucket, key: 'legacy-cbc' }], noJournal);
     assert.equal(o!.outcome, 'rotated', `${o!.reason} ${o!.message}`);
+    assert.equal(o!.sourceAuthenticated, false);
     const head = await stack.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'legacy-cbc' }));
     assert.equal(head.Metadata?.['x-amz-cek-alg'], 'AES/GCM/NoPadding');
     assert.equal(head.Metadata?.['x-amz-wrap-alg'], 'kms+context');

@@ -5,7 +5,7 @@ import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
 import type { ObjectOutcome, ObjectRef } from '../../../src/rotate/outcome.js';
 import { Rekeyer } from '../../../src/rotate/rekey.js';
 import { Rewrapper } from '../../../src/rotate/rewrap.js';
-import { rotationTarget } from '../../../src/rotate/target.js';
+import { rotationTarget, type RotationTarget } from '../../../src/rotate/target.js';
 import { noJournal } from '../../../src/s3/upload-journal.js';
 import type { TestKey, TestStack } from '../../helpers/stack.js';
 
@@ -30,8 +30,8 @@ export class Rotators {
     return this.target.arn;
   }
 
-  rotate(mode: RotateMode, s3: S3Client, refs: readonly ObjectRef[]): Promise<ObjectOutcome[]> {
-    const target = rotationTarget({ mode, targetKey: this.target.keyId, targetKeyArn: this.target.arn, targetFormat: 'same', sourceKeyArns: [] });
+  rotate(mode: RotateMode, s3: S3Client, refs: readonly ObjectRef[], options: Partial<Pick<RotationTarget, 'targetFormat' | 'allowUnauthenticatedSource'>> = {}): Promise<ObjectOutcome[]> {
+    const target = rotationTarget({ mode, targetKey: this.target.keyId, targetKeyArn: this.target.arn, targetFormat: 'same', sourceKeyArns: [], ...options });
     const rotator =
       mode === 'rewrap'
         ? new Rewrapper({ s3, kms: this.kms }, target)
