@@ -4,8 +4,11 @@ import dev.rekey.interop.Env;
 import dev.rekey.interop.Family;
 import dev.rekey.interop.Job;
 import dev.rekey.interop.RawStore;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Base64;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -32,6 +35,7 @@ import software.amazon.encryption.s3.internal.ReEncryptInstructionFileRequest;
 import software.amazon.encryption.s3.materials.AesKeyring;
 import software.amazon.encryption.s3.materials.KmsKeyring;
 import software.amazon.encryption.s3.materials.Keyring;
+import software.amazon.encryption.s3.materials.MaterialsDescription;
 
 /**
  * Amazon S3 Encryption Client for Java 3.x / 4.x on the AWS SDK for Java 2.x. This source is compiled
@@ -129,8 +133,20 @@ public abstract class S3ecFamily implements Family {
     return KmsKeyring.builder().kmsClient(kms).wrappingKeyId(job.kmsKeyId()).enableLegacyWrappingAlgorithms(true).build();
   }
 
+  /**
+   * A raw AES keyring. reEncryptInstructionFile tells keys apart by their materials description, so each
+   * key carries one of its own: a fingerprint (a digest prefix, not the key).
+   */
   private static AesKeyring aes(String base64) {
-    return AesKeyring.builder().wrappingKey(new SecretKeySpec(Base64.getDecoder().decode(base64), "AES"))
+    byte[] key = Base64.getDecoder().decode(base64);
+    String fingerprint;
+    try {
+      fingerprint = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(key), 0, 8);
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+    return AesKeyring.builder().wrappingKey(new SecretKeySpec(key, "AES"))
+        .materialsDescription(MaterialsDescription.builder().put("rekey-test-key", fingerprint).build())
         .enableLegacyWrappingAlgorithms(true).build();
   }
 

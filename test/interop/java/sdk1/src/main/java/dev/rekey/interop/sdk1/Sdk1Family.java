@@ -18,6 +18,7 @@ import com.amazonaws.services.s3.model.CryptoMode;
 import com.amazonaws.services.s3.model.CryptoStorageMode;
 import com.amazonaws.services.s3.model.EncryptedInitiateMultipartUploadRequest;
 import com.amazonaws.services.s3.model.EncryptedPutObjectRequest;
+import com.amazonaws.services.s3.model.KMSEncryptionMaterials;
 import com.amazonaws.services.s3.model.KMSEncryptionMaterialsProvider;
 import com.amazonaws.services.s3.model.ObjectMetadata;
 import com.amazonaws.services.s3.model.PartETag;
@@ -34,6 +35,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
@@ -71,7 +73,7 @@ public final class Sdk1Family implements Family {
 
   @Override
   public void put(Job job, byte[] plaintext) throws Exception {
-    AmazonS3 s3 = client(job, mode(job, CryptoMode.AuthenticatedEncryption));
+    AmazonS3 s3 = client(job, mode(job, CryptoMode.AuthenticatedEncryption), Map.of());
     if (job.multipart()) {
       putMultipart(s3, job, plaintext);
       return;
@@ -105,7 +107,7 @@ public final class Sdk1Family implements Family {
 
   @Override
   public byte[] get(Job job) throws Exception {
-    try (S3Object obj = client(job, CryptoMode.AuthenticatedEncryption).getObject(job.bucket(), job.key())) {
+    try (S3Object obj = client(job, CryptoMode.AuthenticatedEncryption, job.contextOrEmpty()).getObject(job.bucket(), job.key())) {
       return IOUtils.toByteArray(obj.getObjectContent());
     }
   }
@@ -114,17 +116,24 @@ public final class Sdk1Family implements Family {
     return job.mode() == null ? fallback : CryptoMode.valueOf(job.mode());
   }
 
-  private AmazonS3 client(Job job, CryptoMode mode) {
+  /**
+   * A client per configuration. Writers take the context per request (the material description of
+   * the put). Readers carry it in their materials: the V2 client decrypts only when the materials'
+   * description equals the object's, as a reader of context-bound objects is set up.
+   */
+  private AmazonS3 client(Job job, CryptoMode mode, Map<String, String> readContext) {
     /* Precondition: SDK 1.x clients wrap data keys with KMS here; raw AES keys are S3EC 3.x/4.x jobs. */
     if (job.kmsKeyId() == null) throw new IllegalArgumentException("sdk1 jobs need kmsKeyId");
     CryptoStorageMode storage = job.instructionFile() ? CryptoStorageMode.InstructionFile : CryptoStorageMode.ObjectMetadata;
-    String cacheKey = String.join("|", job.client(), mode.name(), storage.name(), job.kmsKeyId());
-    return clients.computeIfAbsent(cacheKey, k -> build(job.client(), mode, storage, job.kmsKeyId()));
+    String cacheKey = String.join("|", job.client(), mode.name(), storage.name(), job.kmsKeyId(), new TreeMap<>(readContext).toString());
+    return clients.computeIfAbsent(cacheKey, k -> build(job.client(), mode, storage, job.kmsKeyId(), readContext));
   }
 
   @SuppressWarnings("deprecation") // AmazonS3EncryptionClient (V1) is deprecated; estates still hold what it wrote.
-  private AmazonS3 build(String client, CryptoMode mode, CryptoStorageMode storage, String kmsKeyId) {
-    KMSEncryptionMaterialsProvider materials = new KMSEncryptionMaterialsProvider(kmsKeyId);
+  private AmazonS3 build(String client, CryptoMode mode, CryptoStorageMode storage, String kmsKeyId, Map<String, String> readContext) {
+    KMSEncryptionMaterials kek = new KMSEncryptionMaterials(kmsKeyId);
+    readContext.forEach(kek::addDescription);
+    KMSEncryptionMaterialsProvider materials = new KMSEncryptionMaterialsProvider(kek);
     if ("sdk1-v2".equals(client)) {
       return AmazonS3EncryptionClientV2Builder.standard()
           .withCredentials(credentials).withEndpointConfiguration(s3Endpoint).withPathStyleAccessEnabled(true)
