@@ -193,18 +193,27 @@ describe('Java S3 Encryption Clients: what they write, rekey rotates, and what r
   });
   after(() => stack.close());
 
-  test('writers × contexts × sizes → rewrap → rekey → rekey --target-format v3, read back by every client after each', async () => {
+  test('writers × contexts × sizes → rewrap → rekey → rekey --target-format v3, read back by every client after each', async (t) => {
+    // How long each phase took, for the CI budget (issue 14: at most 5 minutes); reported, never asserted.
+    const timed = async <T>(phase: string, fn: () => Promise<T>): Promise<T> => {
+      const start = Date.now();
+      try {
+        return await fn();
+      } finally {
+        t.diagnostic(`${phase}: ${((Date.now() - start) / 1000).toFixed(1)} s`);
+      }
+    };
     const bucket = await freshBucket(stack.s3);
     const all = cases();
     let key = await freshKmsKey(stack.kms, 'java interop: written under');
 
-    const written = await runJava(
+    const written = await timed(`write ${all.length} objects`, () => runJava(
       stack.config,
       all.map((c) => ({
         id: c.key, op: 'put', client: c.writer.client, mode: c.writer.mode, carrier: c.writer.carrier, bucket, key: c.key,
         kmsKeyId: key.keyId, context: c.context, size: c.size, seed: c.seed, multipart: c.size === MULTIPART_SIZE,
       })),
-    );
+    ));
     const refused = all.filter((c) => !written.get(c.key)!.ok).map((c) => `${c.label}: ${written.get(c.key)!.error}`);
     assert.deepEqual(refused, [], 'every writer wrote its objects');
     const sha = new Map(all.map((c) => [c.key, written.get(c.key)!.sha256!]));
@@ -212,7 +221,7 @@ describe('Java S3 Encryption Clients: what they write, rekey rotates, and what r
 
     for (const step of STEPS) {
       const next = await freshKmsKey(stack.kms, `java interop: after ${step.name}`);
-      const final = await runCampaign(stack.config, ['--bucket', bucket, ...step.args, '--target-key', next.keyId], { allowFailed: true });
+      const final = await timed(step.name, () => runCampaign(stack.config, ['--bucket', bucket, ...step.args, '--target-key', next.keyId], { allowFailed: true }));
       const outcome = await outcomes(stack, final.id);
       const notRotated = all.filter((c) => outcome.get(c.key) !== 'rotated').map((c) => `${c.label}: ${outcome.get(c.key)}`);
       assert.deepEqual(notRotated, [], `${step.name}: every object rotated`);
@@ -221,7 +230,7 @@ describe('Java S3 Encryption Clients: what they write, rekey rotates, and what r
       await stack.kms.send(new DisableKeyCommand({ KeyId: key.keyId }));
       key = next;
       formats = new Map(all.map((c) => [c.key, step.result(formats.get(c.key)!)]));
-      const reads = await readAll(stack, bucket, all, key, formats);
+      const reads = await timed(`read ${all.length} objects × ${READERS.length} clients`, () => readAll(stack, bucket, all, key, formats));
       assert.deepEqual(disagreements(all, reads, sha, step, formats), [], `${step.name}: who reads what`);
     }
   });

@@ -6,6 +6,7 @@ import dev.rekey.interop.Job;
 import dev.rekey.interop.RawStore;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HexFormat;
@@ -22,6 +23,7 @@ import software.amazon.awssdk.core.interceptor.ExecutionAttributes;
 import software.amazon.awssdk.core.interceptor.ExecutionInterceptor;
 import software.amazon.awssdk.core.sync.RequestBody;
 import software.amazon.awssdk.http.SdkHttpRequest;
+import software.amazon.awssdk.http.nio.netty.NettyNioAsyncHttpClient;
 import software.amazon.awssdk.regions.Region;
 import software.amazon.awssdk.services.kms.KmsClient;
 import software.amazon.awssdk.services.s3.S3Client;
@@ -120,6 +122,9 @@ public abstract class S3ecFamily implements Family {
     return clients.computeIfAbsent(cacheKey, k -> builder(role, job)
         .credentialsProvider(credentials).region(Region.of(env.region())).endpointOverride(env.s3()).forcePathStyle(true)
         .overrideConfiguration(ClientOverrideConfiguration.builder().addExecutionInterceptor(new NoExpectContinue()).build())
+        // S3EC reads through the SDK's async (netty) client; on a loaded 2-core machine its default 10 s wait
+        // for a connection ran out before the JVM got the CPU to open one.
+        .asyncHttpClientBuilder(NettyNioAsyncHttpClient.builder().connectionAcquisitionTimeout(Duration.ofMinutes(2)))
         .keyring(keyring(job))
         .instructionFileConfig(InstructionFileConfig.builder()
             .instructionFileClient(plain).enableInstructionFilePutObject(job.instructionFile()).build())
