@@ -3,16 +3,18 @@ package dev.rekey.interop.s3ec;
 import dev.rekey.interop.Env;
 import dev.rekey.interop.Family;
 import dev.rekey.interop.Job;
+import dev.rekey.interop.Parts;
 import dev.rekey.interop.RawStore;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
-import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Base64;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import javax.crypto.spec.SecretKeySpec;
 import software.amazon.awssdk.auth.credentials.AwsBasicCredentials;
@@ -47,9 +49,7 @@ import software.amazon.encryption.s3.materials.MaterialsDescription;
  * legacy modes and wrapping algorithms, so a failed read means the client cannot read the format.
  */
 public abstract class S3ecFamily implements Family {
-  /** Parts of a multipart write: S3's minimum. */
-  private static final int PART_BYTES = 5 * 1024 * 1024;
-
+  private final String client;
   public enum Role { WRITE, READ }
 
   private final Env env = Env.fromSystem();
@@ -62,30 +62,32 @@ public abstract class S3ecFamily implements Family {
       .forcePathStyle(true).build();
   private final Map<String, S3EncryptionClient> clients = new ConcurrentHashMap<>();
 
+  protected S3ecFamily(String client) {
+    this.client = client;
+  }
+
+  @Override
+  public Set<String> clients() {
+    return Set.of(client);
+  }
+
   /** A builder of this client version, set up for writing (its defaults) or for reading all it can. */
   protected abstract S3EncryptionClient.Builder builder(Role role, Job job);
 
   @Override
-  public void put(Job job, byte[] plaintext) {
+  public void put(Job job, byte[] plaintext) throws Exception {
     S3EncryptionClient s3ec = client(job, Role.WRITE);
     if (!job.multipart()) {
       s3ec.putObject(b -> b.bucket(job.bucket()).key(job.key()).overrideConfiguration(context(job)), RequestBody.fromBytes(plaintext));
       return;
     }
     String uploadId = s3ec.createMultipartUpload(b -> b.bucket(job.bucket()).key(job.key()).overrideConfiguration(context(job))).uploadId();
-    List<CompletedPart> parts = new ArrayList<>();
-    int offset = 0;
-    int number = 1;
-    do {
-      int len = Math.min(PART_BYTES, plaintext.length - offset);
-      boolean last = offset + len >= plaintext.length;
-      int n = number++;
-      String etag = s3ec.uploadPart(b -> b.bucket(job.bucket()).key(job.key()).uploadId(uploadId).partNumber(n)
+    List<CompletedPart> parts = Parts.each(plaintext.length, (number, offset, len, last) -> {
+      String etag = s3ec.uploadPart(b -> b.bucket(job.bucket()).key(job.key()).uploadId(uploadId).partNumber(number)
               .sdkPartType(last ? SdkPartType.LAST : SdkPartType.DEFAULT).contentLength((long) len),
-          RequestBody.fromBytes(java.util.Arrays.copyOfRange(plaintext, offset, offset + len))).eTag();
-      parts.add(CompletedPart.builder().partNumber(n).eTag(etag).build());
-      offset += len;
-    } while (offset < plaintext.length);
+          RequestBody.fromBytes(Arrays.copyOfRange(plaintext, offset, offset + len))).eTag();
+      return CompletedPart.builder().partNumber(number).eTag(etag).build();
+    });
     s3ec.completeMultipartUpload(b -> b.bucket(job.bucket()).key(job.key()).uploadId(uploadId)
         .multipartUpload(CompletedMultipartUpload.builder().parts(parts).build()));
   }

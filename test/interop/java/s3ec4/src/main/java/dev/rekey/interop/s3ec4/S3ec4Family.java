@@ -2,7 +2,6 @@ package dev.rekey.interop.s3ec4;
 
 import dev.rekey.interop.Job;
 import dev.rekey.interop.s3ec.S3ecFamily;
-import java.util.Set;
 import software.amazon.encryption.s3.CommitmentPolicy;
 import software.amazon.encryption.s3.S3EncryptionClient;
 
@@ -12,9 +11,8 @@ import software.amazon.encryption.s3.S3EncryptionClient;
  * of a 4.x estate still holding V1/V2 objects, with the legacy switches on.
  */
 public final class S3ec4Family extends S3ecFamily {
-  @Override
-  public Set<String> clients() {
-    return Set.of("s3ec4");
+  public S3ec4Family() {
+    super("s3ec4");
   }
 
   @Override

@@ -28,9 +28,9 @@ import com.amazonaws.util.IOUtils;
 import dev.rekey.interop.Env;
 import dev.rekey.interop.Family;
 import dev.rekey.interop.Job;
+import dev.rekey.interop.Parts;
 import dev.rekey.interop.RawStore;
 import java.io.ByteArrayInputStream;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -46,9 +46,6 @@ import java.util.concurrent.ConcurrentHashMap;
  * AuthenticatedEncryption, the mode that reads every format the client knows (CBC and GCM).
  */
 public final class Sdk1Family implements Family {
-  /** Parts of a multipart write: S3's minimum, a multiple of the cipher blocks as the client requires. */
-  private static final int PART_BYTES = 5 * 1024 * 1024;
-
   static {
     // SDK 1.x prints its end-of-support notice with a stack trace to stderr on first use.
     System.setProperty("aws.java.v1.disableDeprecationAnnouncement", "true");
@@ -86,22 +83,14 @@ public final class Sdk1Family implements Family {
   }
 
   /** The client's own multipart API: parts encrypted in order, the last flagged so the client closes the cipher. */
-  private void putMultipart(AmazonS3 s3, Job job, byte[] plaintext) {
+  private void putMultipart(AmazonS3 s3, Job job, byte[] plaintext) throws Exception {
     EncryptedInitiateMultipartUploadRequest init = new EncryptedInitiateMultipartUploadRequest(job.bucket(), job.key());
     if (job.context() != null) init.setMaterialsDescription(job.context());
     String uploadId = s3.initiateMultipartUpload(init).getUploadId();
-    List<PartETag> parts = new ArrayList<>();
-    int offset = 0;
-    int number = 1;
-    do {
-      int len = Math.min(PART_BYTES, plaintext.length - offset);
-      boolean last = offset + len >= plaintext.length;
-      parts.add(s3.uploadPart(new UploadPartRequest()
-          .withBucketName(job.bucket()).withKey(job.key()).withUploadId(uploadId).withPartNumber(number++)
-          .withInputStream(new ByteArrayInputStream(plaintext, offset, len)).withPartSize(len).withLastPart(last))
-          .getPartETag());
-      offset += len;
-    } while (offset < plaintext.length);
+    List<PartETag> parts = Parts.each(plaintext.length, (number, offset, len, last) -> s3.uploadPart(new UploadPartRequest()
+        .withBucketName(job.bucket()).withKey(job.key()).withUploadId(uploadId).withPartNumber(number)
+        .withInputStream(new ByteArrayInputStream(plaintext, offset, len)).withPartSize(len).withLastPart(last))
+        .getPartETag());
     s3.completeMultipartUpload(new CompleteMultipartUploadRequest(job.bucket(), job.key(), uploadId, parts));
   }
 
