@@ -78,6 +78,7 @@ install_java() {
   if [ -f "$out/s3ec4.jar" ] && [ "$(cat "$out/.inputs.sha256" 2>/dev/null)" = "$want" ]; then return 0; fi
   apt_install java:openjdk-17-jdk-headless mvn:maven
   log "mvn package test/interop/java into $out"
+  rm -f "$out"/*.jar  # the shade plugin would keep a stale jar beside the new one as original-*.jar
   local mvn=(mvn -B -q -f "$src/pom.xml" -Drekey.java.out="$out" package)
   "${mvn[@]}" -o >/dev/null 2>&1 || "${mvn[@]}" || die "the Java interop driver did not build (mvn ${mvn[*]:1})"
   echo "$want" >"$out/.inputs.sha256"
