@@ -47,13 +47,12 @@ export async function rekeyJson<T>(config: Config, args: readonly string[]): Pro
 
 /**
  * `rekey run ARGS --no-watch --json`, one-machine mode, to the campaign's end: it prints the planned
- * campaign, then its final status. `run` exits 1 when an object failed: with `allowFailed` the caller
- * looks at the outcomes itself, to say which objects.
+ * campaign, then its final status. `exitCodes` are the exits the caller expects (default 0); e.g. 1,
+ * an object failed, for a caller that looks at the outcomes itself to say which objects.
  */
-export async function runCampaign(config: Config, args: readonly string[], options: { allowFailed?: boolean } = {}): Promise<CampaignStatus> {
+export async function runCampaign(config: Config, args: readonly string[], options: { exitCodes?: readonly number[] } = {}): Promise<CampaignStatus> {
   const r = await rekey(config, ['run', ...args, '--no-watch', '--json']);
-  const ok = r.code === 0 || (options.allowFailed === true && r.code === 1);
-  if (!ok) throw new Error(`rekey run ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  if (!(options.exitCodes ?? [0]).includes(r.code ?? -1)) throw new Error(`rekey run ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as CampaignStatus;
 }
 
