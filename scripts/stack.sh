@@ -4,7 +4,7 @@
 # CompleteMultipartUpload), and local-kms, a second real KMS that enforces key states (disabled keys).
 # Everything binds to 127.0.0.1 except local-kms, which has no bind-address setting and listens on all
 # interfaces; tests talk to it on 127.0.0.1 only.
-#   scripts/stack.sh install   install what is missing (apt-get, a project-local Python venv)
+#   scripts/stack.sh install   install what is missing (apt-get, a project-local Python venv, the Java driver)
 #   scripts/stack.sh up        install, start what is not running, wait until healthy, print the env
 #   scripts/stack.sh down      stop what this script started (by PID)
 #   scripts/stack.sh status    health of each part
@@ -74,12 +74,29 @@ go_install() {
   echo "$version" >"$bin.version"
 }
 
+# install_java: the Java interop driver (test/interop/java/README.md), one jar per client family, built
+# into $STACK_DIR/java when its sources changed. Maven tries the local repository first, so once the
+# pinned artifacts are there a rebuild needs no network.
+install_java() {
+  local src="$ROOT/test/interop/java" out="$STACK_DIR/java"
+  local want; want="$(cd "$src" && find . -type f \( -name '*.java' -o -name pom.xml -o -path '*/META-INF/services/*' \) \
+    | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)"
+  if [ -f "$out/s3ec4.jar" ] && [ "$(cat "$out/.inputs.sha256" 2>/dev/null)" = "$want" ]; then return 0; fi
+  apt_install java:openjdk-17-jdk-headless mvn:maven
+  log "mvn package test/interop/java into $out"
+  rm -f "$out"/*.jar  # the shade plugin would keep a stale jar beside the new one as original-*.jar
+  local mvn=(mvn -B -q -f "$src/pom.xml" -Drekey.java.out="$out" package)
+  "${mvn[@]}" -o >/dev/null 2>&1 || "${mvn[@]}" || die "the Java interop driver did not build (mvn ${mvn[*]:1})"
+  echo "$want" >"$out/.inputs.sha256"
+}
+
 cmd_install() {
   mkdir -p "$STACK_DIR"
   apt_install redis-server:redis-server redis-cli:redis-tools prometheus:prometheus promtool:prometheus curl:curl ss:iproute2
   install_python
   go_install versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
   go_install local-kms github.com/nsmithuk/local-kms "$LOCAL_KMS_VERSION"
+  install_java
 }
 
 alive() { local f="$STACK_DIR/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
@@ -254,6 +271,7 @@ export REKEY_LOCAL_KMS_ENDPOINT=http://$HOST:$LOCAL_KMS_PORT
 export REKEY_PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT
 export REKEY_PROMETHEUS_TARGETS_DIR=$STACK_DIR/prometheus/targets
 export REKEY_PYTHON=$VENV/bin/python
+export REKEY_JAVA_DRIVER_DIR=$STACK_DIR/java
 EOF
 }
 

@@ -3,9 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand, ListObjectVersionsCommand, type ObjectVersion } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse/sync';
 import type { AuditFinding, AuditSummary } from '../../src/campaign/audit.js';
-import type { CampaignStatus } from '../../src/campaign/spec.js';
 import { seedObjects, type SeededObject } from '../../scripts/seed/seed.js';
-import { rekey } from '../helpers/cli.js';
+import { rekey, runCampaign } from '../helpers/cli.js';
 import { freshBucket, openStack, openStackWithKeys, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
 import { decryptObject } from '../helpers/verify.js';
 
@@ -38,14 +37,6 @@ async function seedHistory(stack: TestStack, kmsKeyId: string, count = OBJECTS):
   return { bucket, current, versionsBefore: await versionsOf(stack, bucket) };
 }
 
-/** `rekey run --json` prints the planned campaign, then its final status. */
-/** A campaign run to its end; `remains`: the old versions it leaves under the old key, so `run` exits 3. */
-async function runCampaign(stack: TestStack, args: readonly string[], remains = false): Promise<CampaignStatus> {
-  const r = await rekey(stack.config, ['run', ...args, '--no-watch', '--json']);
-  assert.equal(r.code, remains ? 3 : 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as CampaignStatus;
-}
-
 function auditJson(stdout: string): { findings: AuditFinding[]; summary: AuditSummary } {
   const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditFinding | { summary: AuditSummary });
   return { summary: (lines.pop() as { summary: AuditSummary }).summary, findings: lines as AuditFinding[] };
@@ -65,7 +56,7 @@ describe('versioned buckets: the current version rotates, old versions are repor
     const strict = openStack({ ...strictS3(), redisPrefix: stack.config.redisPrefix });
     try {
       const seeded = await seedHistory(strict, oldKey.keyId, 8);
-      const final = await runCampaign(strict, ['--bucket', seeded.bucket, '--mode', 'rekey', '--target-key', newKey.keyId, '--purge-replaced-versions']);
+      const final = await runCampaign(strict.config, ['--bucket', seeded.bucket, '--mode', 'rekey', '--target-key', newKey.keyId, '--purge-replaced-versions']);
       assert.deepEqual({ rotated: final.rotated, failed: final.failed }, { rotated: 8, failed: 0 }, JSON.stringify(final.byReason));
       const after = await versionsOf(strict, seeded.bucket);
       for (const o of seeded.current) {
@@ -80,7 +71,7 @@ describe('versioned buckets: the current version rotates, old versions are repor
       assert.equal(withFile.PurgedVersions!.split(' ').length, 2, 'the object version and the instruction-file version it replaced');
 
       // versitygw rewrites metadata in place (the version id stays): nothing replaced, nothing to purge.
-      const again = await runCampaign(strict, ['--bucket', seeded.bucket, '--mode', 'rewrap', '--target-key', oldKey.keyId, '--purge-replaced-versions']);
+      const again = await runCampaign(strict.config, ['--bucket', seeded.bucket, '--mode', 'rewrap', '--target-key', oldKey.keyId, '--purge-replaced-versions']);
       assert.equal(again.rotated, 8);
       const rows = parse((await rekey(strict.config, ['report', again.id])).stdout, { columns: true }) as Record<string, string>[];
       assert.deepEqual(new Set(rows.map((r) => `${r.Outcome}|${r.ResultMessage}|${r.PurgedVersions}`)), new Set(['rotated|rotated|']));
@@ -91,7 +82,7 @@ describe('versioned buckets: the current version rotates, old versions are repor
 
   test('without --include-versions: current versions rotate, and every old version stays under the old key', async () => {
     const seeded = await seedHistory(stack, oldKey.keyId);
-    const final = await runCampaign(stack, ['--bucket', seeded.bucket, '--mode', 'rewrap', '--target-key', newKey.keyId]);
+    const final = await runCampaign(stack.config, ['--bucket', seeded.bucket, '--mode', 'rewrap', '--target-key', newKey.keyId]);
     // Instruction files are entries of the listing too; they move with their objects.
     assert.deepEqual(
       { planned: final.planned, rotated: final.rotated, files: final.byReason['skipped:instruction-file'], failed: final.failed },
@@ -121,7 +112,7 @@ describe('versioned buckets: the current version rotates, old versions are repor
   test('with --include-versions --purge-replaced-versions: replaced versions go after verification, history is reported and kept', async () => {
     const seeded = await seedHistory(stack, oldKey.keyId);
     const history = new Map([...seeded.versionsBefore].map(([key, versions]) => [key, versions.find((v) => !v.IsLatest)!]));
-    const final = await runCampaign(stack, ['--bucket', seeded.bucket, '--mode', 'rewrap', '--target-key', newKey.keyId, '--include-versions', '--purge-replaced-versions'], true);
+    const final = await runCampaign(stack.config, ['--bucket', seeded.bucket, '--mode', 'rewrap', '--target-key', newKey.keyId, '--include-versions', '--purge-replaced-versions'], { exitCodes: [3] });
     assert.equal(final.planned, 2 * (OBJECTS + WITH_FILES), 'current versions and one old version per key, instruction files included');
     assert.equal(final.rotated, OBJECTS);
     assert.equal(final.byReason['skipped:instruction-file'], WITH_FILES, 'instruction files travel with their objects');

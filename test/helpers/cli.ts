@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
+import type { CampaignStatus } from '../../src/campaign/spec.js';
 import type { Config } from '../../src/config/config.js';
 
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -47,6 +48,17 @@ export async function rekeyJson<T>(config: Config, args: readonly string[]): Pro
   const r = await rekey(config, args);
   if (r.code !== 0) throw new Error(`rekey ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
+}
+
+/**
+ * `rekey run ARGS --no-watch --json`, one-machine mode, to the campaign's end: it prints the planned
+ * campaign, then its final status. `exitCodes` are the exits the caller expects (default 0); e.g. 1,
+ * an object failed, for a caller that looks at the outcomes itself to say which objects.
+ */
+export async function runCampaign(config: Config, args: readonly string[], options: { exitCodes?: readonly number[] } = {}): Promise<CampaignStatus> {
+  const r = await rekey(config, ['run', ...args, '--no-watch', '--json']);
+  if (!(options.exitCodes ?? [0]).includes(r.code ?? -1)) throw new Error(`rekey run ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as CampaignStatus;
 }
 
 /** A `rekey worker` process; its output is kept for assertions about secrets. */

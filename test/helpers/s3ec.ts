@@ -21,17 +21,25 @@ export interface S3ecObject {
   readonly multipart?: boolean;
 }
 
-/** Runs the real AWS S3 Encryption Client for Python (test/interop/s3ec_driver.py) against the stack. */
-async function driver(config: Config, args: string[]): Promise<Record<string, unknown>> {
-  const python = process.env.REKEY_PYTHON;
-  if (!python) throw new Error('REKEY_PYTHON is not set: run the tests through npm test');
-  const env = {
+/** The environment an interop driver (Python or Java) needs to talk to the test's S3 and KMS. */
+export function driverEnv(config: Config): NodeJS.ProcessEnv {
+  return {
     ...process.env,
     AWS_REGION: config.region,
     AWS_ENDPOINT_URL_S3: config.s3Endpoint,
     AWS_ENDPOINT_URL_KMS: config.kmsEndpoint,
   };
-  const { stdout } = await run(python, [DRIVER, ...args], { env, maxBuffer: 1 << 20 });
+}
+
+function python(): string {
+  const python = process.env.REKEY_PYTHON;
+  if (!python) throw new Error('REKEY_PYTHON is not set: run the tests through npm test');
+  return python;
+}
+
+/** Runs the real AWS S3 Encryption Client for Python (test/interop/s3ec_driver.py) against the stack. */
+async function driver(config: Config, args: string[]): Promise<Record<string, unknown>> {
+  const { stdout } = await run(python(), [DRIVER, ...args], { env: driverEnv(config), maxBuffer: 1 << 20 });
   return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
 }
 
@@ -61,6 +69,40 @@ export async function s3ecPut(config: Config, object: S3ecObject, body: Uint8Arr
     if (object.multipart) args.push('--multipart');
     return driver(config, args);
   });
+}
+
+export interface S3ecRead {
+  readonly id: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly kmsKeyId: string;
+  readonly context?: Record<string, string> | undefined;
+}
+
+/** What the driver says of one read: the plaintext's digest, or the client's error. */
+export interface ReadResult {
+  readonly id: string;
+  readonly ok: boolean;
+  readonly sha256?: string;
+  readonly bytes?: number;
+  readonly error?: string;
+}
+
+/**
+ * Reads many objects in one Python process (`get-many`: legacy modes on, policy allow), the way a
+ * permissive reader of a mixed estate is configured; one result per read, failures included.
+ */
+export async function s3ecGetMany(config: Config, reads: readonly S3ecRead[]): Promise<Map<string, ReadResult>> {
+  const child = run(python(), [DRIVER, 'get-many'], { env: driverEnv(config), maxBuffer: 64 << 20 });
+  child.child.stdin!.end(JSON.stringify(reads));
+  const { stdout } = await child;
+  return byId(stdout);
+}
+
+/** JSON lines of results, keyed by their id. */
+export function byId(stdout: string): Map<string, ReadResult> {
+  const results = stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as ReadResult);
+  return new Map(results.map((r) => [r.id, r]));
 }
 
 /** Reads an object back with the real S3EC client configured with `kmsKeyId`; rejects when it cannot. */

@@ -10,6 +10,8 @@ what rekey leaves behind is still readable by one. Runs against any S3 + KMS end
                       [--multipart [--part-size BYTES]] --in FILE
   s3ec_driver.py get  --bucket B --key K --kms-key-id ID [--context JSON]
                       [--policy allow|require|forbid] [--allow-legacy] --out FILE
+  s3ec_driver.py get-many < JOBS                    JOBS: JSON array of {id, bucket, key, kmsKeyId, context?};
+                                                    one line per job {id, ok, bytes, sha256 | error}
   s3ec_driver.py meta --bucket B --key K            raw S3EC metadata + instruction file, as stored
   s3ec_driver.py create-bucket --bucket B
   s3ec_driver.py create-key [--description TEXT]    symmetric KMS key; prints its KeyId and Arn
@@ -374,6 +376,26 @@ def cmd_get(a) -> dict:
             "policy": a.policy, "kms_calls": trace.calls}
 
 
+def cmd_get_many(_a) -> None:
+    """Reads many objects in one process (policy allow, legacy on): a reader of a mixed estate. Prints one
+    JSON line per job; a job the client refuses prints its error and the others go on."""
+    jobs = json.load(sys.stdin)
+    _, kms = make_clients()
+    clients = {}
+    for job in jobs:
+        out = {"id": job["id"]}
+        try:
+            kid = job["kmsKeyId"]
+            if kid not in clients:
+                clients[kid] = make_s3ec(kms, kid, policy="allow", allow_legacy=True)[0]
+            kw = {"EncryptionContext": job["context"]} if job.get("context") is not None else {}
+            body = clients[kid].get_object(Bucket=job["bucket"], Key=job["key"], **kw)["Body"].read()
+            out.update(ok=True, bytes=len(body), sha256=hashlib.sha256(body).hexdigest())
+        except Exception as e:  # noqa: BLE001 - the client's refusal is the result
+            out.update(ok=False, error=f"{type(e).__name__}: {one_line(e)}")
+        print(json.dumps(out, separators=(",", ":")), flush=True)
+
+
 def cmd_meta(a) -> dict:
     s3, _ = make_clients()
     head = s3.head_object(Bucket=a.bucket, Key=a.key)
@@ -434,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--out", dest="outfile", required=True)
     get.set_defaults(fn=cmd_get)
 
+    many = sub.add_parser("get-many", help="read the objects of a JSON array of jobs on stdin")
+    many.set_defaults(fn=cmd_get_many)
+
     meta = sub.add_parser("meta", help="print the stored S3EC metadata and instruction file")
     meta.add_argument("--bucket", required=True)
     meta.add_argument("--key", required=True)
@@ -458,6 +483,8 @@ def main(argv=None) -> int:
     a = parser.parse_args(argv)
     try:
         result = a.fn(a)
+        if result is None:  # get-many printed its own lines
+            return 0
     except UsageError as e:
         print(f"{DRIVER}: error: {one_line(e)}", file=sys.stderr)
         return 2
