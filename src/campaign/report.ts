@@ -20,6 +20,7 @@ const COLUMNS = [
   'Mode',
   'Format',
   'NewFormat',
+  'SourceAuthenticated',
   'OldKeyId',
   'NewKeyId',
   'OldETag',
@@ -51,6 +52,8 @@ function row(o: ObjectOutcome): Record<(typeof COLUMNS)[number], string | number
     Mode: o.mode,
     Format: o.format ?? '',
     NewFormat: o.newFormat ?? '',
+    // Whether the source's content was authenticated (GCM) or legacy CBC taken on the campaign's opt-in.
+    SourceAuthenticated: o.sourceAuthenticated === undefined ? '' : String(o.sourceAuthenticated),
     OldKeyId: o.oldKeyId ?? '',
     NewKeyId: o.newKeyId ?? '',
     OldETag: o.oldEtag ?? '',
