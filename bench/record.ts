@@ -36,7 +36,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { DEFAULT_MAX_UNSETTLED, planCampaign, type PlanResult } from '../src/campaign/planner.js';
 import { processBatch, type BatchRotator, type ProcessorDeps } from '../src/campaign/processor.js';
-import { batchesOf, connectionOf, makeQueue, QUEUE_NAME, queuePrefix, type BatchJob } from '../src/campaign/queue.js';
+import { batchesOf, connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, queuePrefix, type BatchJob } from '../src/campaign/queue.js';
 import { openReportStore } from '../src/campaign/report-store.js';
 import type { CampaignSpec } from '../src/campaign/spec.js';
 import { CampaignStore, objectId } from '../src/campaign/store.js';
@@ -331,7 +331,7 @@ async function measureQueueBound(config: Config, redis: Redis, store: CampaignSt
     let hold = holds();
     const before = await sample(redis);
     const started = process.hrtime.bigint();
-    const planner: Promise<PlanResult> = planCampaign({ s3, store, queue }, id, { backpressurePollMs: 100, onBackpressure: () => held() });
+    const planner: Promise<PlanResult> = planCampaign({ s3, store, queue, verifyQueue: makeVerifyQueue(config, redis) }, id, { backpressurePollMs: 100, onBackpressure: () => held() });
     await Promise.race([hold, planner]);
     const wall = seconds(started);
     const cost = costBetween(before, await sample(redis));

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Queue } from 'bullmq';
-import { batchesOf, enqueue, type BatchJob } from './queue.js';
+import { batchesOf, enqueue, requestVerification, type BatchJob, type VerifyJob } from './queue.js';
 import { readSource, type SourcePage } from './sources.js';
 import type { CampaignSource, CampaignSpec } from './spec.js';
 import type { CampaignStore, PlanAdvance } from './store.js';
@@ -10,6 +10,8 @@ export interface PlanDeps {
   readonly s3: S3Client;
   readonly store: CampaignStore;
   readonly queue: Queue<BatchJob>;
+  /** Where a campaign whose objects all settled by the end of its plan asks for its verification. */
+  readonly verifyQueue: Queue<VerifyJob>;
 }
 
 export interface PlanOptions {
@@ -45,7 +47,9 @@ export async function planCampaign(deps: PlanDeps, id: string, options: PlanOpti
     step = await planSource(deps, { id, spec, index, source, pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE, options });
   }
   if (step === 'superseded') return 'superseded';
-  await deps.store.completePlan(id);
+  // The last object may settle before the plan completes (or there was none): then it is this step
+  // that settles the campaign, and asks for its verification.
+  if (await deps.store.completePlan(id)) await requestVerification(deps.verifyQueue, id);
   return step === 'cancelled' ? 'cancelled' : 'complete';
 }
 

@@ -122,9 +122,12 @@ export class CampaignStore {
     return (await this.redis.hget(this.keys(id).plan, String(source))) ?? undefined;
   }
 
-  /** Marks the plan complete; a campaign whose objects all have outcomes by then is done at once. */
-  async completePlan(id: string): Promise<void> {
-    await this.scripts.rekeyCompletePlan(this.keys(id).main, Date.now());
+  /**
+   * Marks the plan complete; a campaign whose objects all settled by then (none planned, or workers
+   * faster than the listing) settles now: true when it now awaits its closing verification.
+   */
+  async completePlan(id: string): Promise<boolean> {
+    return ((await this.scripts.rekeyCompletePlan(this.keys(id).main, Date.now())) as number) === 1;
   }
 
   /** Sets what planning is doing, for `status`: listing the sources, or waiting for workers to drain. */
@@ -457,7 +460,6 @@ function defineScripts(redis: RedisClient): void {
     lua: `${FINISH_IF_DONE}
       redis.call('HSET', KEYS[1], 'planComplete', '1')
       if redis.call('HGET', KEYS[1], 'state') == 'planning' then redis.call('HSET', KEYS[1], 'state', 'running') end
-      finish_if_done(KEYS[1], ARGV[1])
-      return 1`,
+      return finish_if_done(KEYS[1], ARGV[1])`,
   });
 }

@@ -208,7 +208,7 @@ export class CampaignWorker {
   }
 
   private async plan(job: Job<ScheduleJob>): Promise<unknown> {
-    const result = await runSchedule({ s3: this.s3, store: this.store, queue: this.queue, schedules: new ScheduleStore(this.redis, this.config.redisPrefix) }, job);
+    const result = await runSchedule({ s3: this.s3, store: this.store, queue: this.queue, verifyQueue: this.verifyQueue, schedules: new ScheduleStore(this.redis, this.config.redisPrefix) }, job);
     if (result.kind === 'planned' && result.spec) this.options.audit?.campaign('created', result.campaignId, result.spec);
     const summary = result.kind === 'planned' ? { kind: result.kind, campaignId: result.campaignId } : result;
     this.log?.info({ schedule: job.data.s, ...summary }, 'scheduled run');

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { planCampaign } from '../campaign/planner.js';
-import { makeQueue } from '../campaign/queue.js';
+import { makeQueue, makeVerifyQueue } from '../campaign/queue.js';
 import { CampaignStore } from '../campaign/store.js';
 import { makeRedis, makeS3Client } from '../config/clients.js';
 import { loadConfig } from '../config/config.js';
@@ -16,11 +16,12 @@ export function registerPlan(program: Command): void {
       const redis = makeRedis(config);
       const s3 = makeS3Client(config);
       const queue = makeQueue(config, redis);
+      const verifyQueue = makeVerifyQueue(config, redis);
       try {
         const store = new CampaignStore(redis, config.redisPrefix);
         if (!(await store.exists(id))) throw new ConfigError(`no campaign ${id}: run rekey status to list campaigns`);
         const already = (await store.status(id)).planComplete;
-        const result = already ? 'complete' : await planCampaign({ s3, store, queue }, id);
+        const result = already ? 'complete' : await planCampaign({ s3, store, queue, verifyQueue }, id);
         const { planned } = await store.status(id);
         const text = already
           ? `campaign ${id} was planned already: ${planned} objects`
@@ -30,6 +31,7 @@ export function registerPlan(program: Command): void {
         process.stdout.write(flags.json ? `${JSON.stringify({ id, planned, result, resumed: !already })}\n` : `${text}\n`);
       } finally {
         await queue.close();
+        await verifyQueue.close();
         await redis.quit();
         s3.destroy();
       }

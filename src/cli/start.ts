@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { openConfiguredAuditTrail, recordAudit, type AuditTrail } from '../campaign/audit-trail.js';
 import { estimatePlan, planCampaign } from '../campaign/planner.js';
-import { makeQueue } from '../campaign/queue.js';
+import { makeQueue, makeVerifyQueue } from '../campaign/queue.js';
 import { normaliseReportLocation } from '../campaign/report-store.js';
 import { ageCutoff, type CampaignSpec, type CampaignStatus } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
@@ -93,6 +93,7 @@ async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrai
   const s3 = makeS3Client(config);
   const redis = makeRedis(config);
   const queue = makeQueue(config, redis);
+  const verifyQueue = makeVerifyQueue(config, redis);
   try {
     if (flags.dryRun) {
       const e = await estimatePlan(s3, spec, ESTIMATE_RATES);
@@ -107,12 +108,13 @@ async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrai
     const store = new CampaignStore(redis, config.redisPrefix);
     const id = await store.create(spec);
     audit.campaign('created', id, spec);
-    await planCampaign({ s3, store, queue }, id, { onBackpressure: () => process.stderr.write(`campaign ${id}: planning waits for workers (${spec.maxUnsettled} objects unsettled; see: rekey status ${id})\n`) });
+    await planCampaign({ s3, store, queue, verifyQueue }, id, { onBackpressure: () => process.stderr.write(`campaign ${id}: planning waits for workers (${spec.maxUnsettled} objects unsettled; see: rekey status ${id})\n`) });
     const status = await store.status(id);
     print(flags, { id, planned: status.planned }, `campaign ${id} planned: ${status.planned} objects (see: rekey status ${id} --watch)`);
     return id;
   } finally {
     await queue.close();
+    await verifyQueue.close();
     await redis.quit();
     s3.destroy();
   }

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DisableKeyCommand } from '@aws-sdk/client-kms';
-import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DisableKeyCommand, EnableKeyCommand } from '@aws-sdk/client-kms';
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
 import { CampaignStore } from '../../src/campaign/store.js';
 import { rekey, startWorker, stopWorker } from '../helpers/cli.js';
@@ -180,5 +180,48 @@ describe('closing a campaign: one scope for the planner and the audit, verified 
       await lk.close();
     }
   });
-});
 
+  test('rows in an S3 report store: report streams them back, retry re-queues the failed ones and the campaign verifies again', async () => {
+    const { stack: lk, oldKey: k1, newKey: k2 } = await openStackWithKeys({ ...strictS3(), kmsEndpoint: localKms().endpoint });
+    try {
+      const k0 = await freshKmsKey(lk.kms, 'disabled, then enabled again');
+      const bucket = await freshBucket(lk.s3);
+      const reports = await freshBucket(lk.s3);
+      for (const key of ['a', 'b', 'c', 'd']) await putSealed(lk.s3, bucket, key, await seal(lk.kms, randomBytes(500), { kmsKeyId: k1.keyId, format: 'v2' }));
+      await putSealed(lk.s3, bucket, 'under-k0', await seal(lk.kms, randomBytes(500), { kmsKeyId: k0.keyId, format: 'v2' }));
+      await lk.kms.send(new DisableKeyCommand({ KeyId: k0.keyId }));
+
+      const first = await run(lk, ['--bucket', bucket, '--mode', 'rewrap', '--target-key', k2.keyId, '--report-to', `s3://${reports}/campaigns/`]);
+      assert.equal(first.code, 4, 'the object under the disabled key cannot be told');
+      assert.equal(first.status.byReason['failed:kms-disabled'], 1);
+      const listed = await lk.s3.send(new ListObjectsV2Command({ Bucket: reports, Prefix: `campaigns/${first.status.id}/batches/` }));
+      assert.ok((listed.KeyCount ?? 0) >= 2, 'one report object per batch');
+      const rowsOf = async () => (await rekey(lk.config, ['report', first.status.id, '--format', 'jsonl'])).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
+      assert.deepEqual((await rowsOf()).map((r) => `${r.Key} ${r.Outcome}`).sort(), ['a rotated', 'b rotated', 'c rotated', 'd rotated', 'under-k0 failed']);
+
+      await lk.kms.send(new EnableKeyCommand({ KeyId: k0.keyId }));
+      const worker = startWorker(lk.config);
+      const store = new CampaignStore(lk.redis, lk.config.redisPrefix);
+      try {
+        const retried = await rekey(lk.config, ['retry', first.status.id]);
+        assert.equal(retried.code, 0, retried.stderr);
+        assert.match(retried.stdout, /1 failed objects queued again/);
+        let status: CampaignStatus;
+        for (const deadline = Date.now() + 120_000; ; await sleep(250)) {
+          status = await store.status(first.status.id);
+          if (status.finishedAt !== undefined) break;
+          assert.ok(Date.now() < deadline, `campaign did not end again: ${status.state}`);
+        }
+        assert.deepEqual([status.state, status.rotated, status.failed, status.verification?.remaining, status.verification?.unreadable], ['done', 5, 0, 0, 0]);
+      } finally {
+        await stopWorker(worker);
+      }
+      // One row per object: the failed row left its batch file when it was queued again.
+      assert.deepEqual((await rowsOf()).map((r) => `${r.Key} ${r.Outcome}`).sort(), ['a rotated', 'b rotated', 'c rotated', 'd rotated', 'under-k0 rotated']);
+      const afterRun = await audit(lk, bucket, k1);
+      assert.deepEqual([afterRun.code, afterRun.remaining], [0, 0]);
+    } finally {
+      await lk.close();
+    }
+  });
+});

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { planCampaign } from '../../src/campaign/planner.js';
-import { makeQueue, refsOf, type BatchJob } from '../../src/campaign/queue.js';
+import { makeQueue, makeVerifyQueue, refsOf, type BatchJob } from '../../src/campaign/queue.js';
 import { CampaignStore, objectId } from '../../src/campaign/store.js';
 import { cliEnv, rekey } from '../helpers/cli.js';
 import { freshKmsKey, openStack, type TestKey, type TestStack } from '../helpers/stack.js';
@@ -130,11 +130,12 @@ describe('a plan interrupted mid-way resumes and plans every object exactly once
       reportTo: '/tmp/rekey-test-reports',
     });
     const queues = [makeQueue(stack.config, stack.redis), makeQueue(stack.config, stack.redis)];
+    const verifyQueue = makeVerifyQueue(stack.config, stack.redis);
     try {
-      const results = await Promise.all(queues.map((queue) => planCampaign({ s3: stack.s3, store, queue }, id, { pageSize: 2000 })));
+      const results = await Promise.all(queues.map((queue) => planCampaign({ s3: stack.s3, store, queue, verifyQueue }, id, { pageSize: 2000 })));
       assert.deepEqual([...results].sort(), ['complete', 'superseded'], 'the planner that lost a page stops and leaves the plan to the other');
     } finally {
-      await Promise.all(queues.map((q) => q.close()));
+      await Promise.all([...queues, verifyQueue].map((q) => q.close()));
     }
     assert.equal((await store.status(id)).planned, ROWS);
     assertEachOnce(await queuedKeys(stack, id), keys);

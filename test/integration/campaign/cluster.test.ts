@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Cluster } from 'ioredis';
 import { planCampaign } from '../../../src/campaign/planner.js';
-import { makeQueue } from '../../../src/campaign/queue.js';
+import { makeQueue, makeVerifyQueue } from '../../../src/campaign/queue.js';
 import { ScheduleStore } from '../../../src/campaign/schedule.js';
 import { CampaignStore } from '../../../src/campaign/store.js';
 import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
@@ -41,13 +41,18 @@ describe('rekey on a Redis Cluster', () => {
   let stack: TestStack;
   let cluster: Cluster;
   let store: CampaignStore;
+  let verifyQueue: ReturnType<typeof makeVerifyQueue>;
   before(() => {
     stack = openStack(redisCluster());
     assert.ok(stack.redis instanceof Cluster, 'REKEY_REDIS_CLUSTER makes a cluster client');
     cluster = stack.redis;
     store = new CampaignStore(stack.redis, stack.config.redisPrefix);
+    verifyQueue = makeVerifyQueue(stack.config, stack.redis);
   });
-  after(() => stack.close());
+  after(async () => {
+    await verifyQueue.close();
+    await stack.close();
+  });
 
   test('campaigns spread over slots and masters; each campaign keeps all its keys, scripts and transactions in one slot', async () => {
     // Fixed ids, so the slots they hash to are the same on every run.
@@ -97,7 +102,7 @@ describe('rekey on a Redis Cluster', () => {
     const queue = makeQueue(stack.config, stack.redis);
     try {
       const id = await store.create(campaignSpec([{ kind: 'listing', bucket, prefix: 'k/' }], { batchSize: 10 }));
-      assert.equal(await planCampaign({ s3: stack.s3, store, queue }, id), 'complete');
+      assert.equal(await planCampaign({ s3: stack.s3, store, queue, verifyQueue }, id), 'complete');
       assert.equal((await store.status(id)).planned, 25);
       const counts = await queue.getJobCounts('waiting', 'prioritized');
       assert.equal((counts.waiting ?? 0) + (counts.prioritized ?? 0), 3, '25 objects in batches of 10');

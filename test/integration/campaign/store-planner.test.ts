@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { estimatePlan, planCampaign } from '../../../src/campaign/planner.js';
-import { makeQueue, refsOf, type BatchJob } from '../../../src/campaign/queue.js';
+import { makeQueue, makeVerifyQueue, refsOf, type BatchJob } from '../../../src/campaign/queue.js';
 import { CampaignStore } from '../../../src/campaign/store.js';
 import { notRotated, rotated } from '../../../src/rotate/outcome.js';
 import { campaignSpec } from '../../helpers/spec.js';
@@ -13,11 +13,16 @@ import { freshBucket, openStack, type TestStack } from '../../helpers/stack.js';
 describe('campaign store and planner', () => {
   let stack: TestStack;
   let store: CampaignStore;
+  let verifyQueue: ReturnType<typeof makeVerifyQueue>;
   before(() => {
     stack = openStack();
     store = new CampaignStore(stack.redis, stack.config.redisPrefix);
+    verifyQueue = makeVerifyQueue(stack.config, stack.redis);
   });
-  after(() => stack.close());
+  after(async () => {
+    await verifyQueue.close();
+    await stack.close();
+  });
 
   test('a batch counts once, by outcome and reason; the campaign then awaits its closing verification', async () => {
     const id = await store.create(campaignSpec([]));
@@ -97,7 +102,7 @@ describe('campaign store and planner', () => {
     const queue = makeQueue(stack.config, stack.redis);
     try {
       const id = await store.create(campaignSpec([{ kind: 'listing', bucket, prefix: 'p/' }]));
-      await planCampaign({ s3: stack.s3, store, queue }, id);
+      await planCampaign({ s3: stack.s3, store, queue, verifyQueue }, id);
       const status = await store.status(id);
       // Entries named .instruction are planned too: the worker tells an instruction file by its body.
       assert.equal(status.planned, 1239);
@@ -111,7 +116,7 @@ describe('campaign store and planner', () => {
       assert.equal(keys.filter((k) => k.endsWith('.instruction')).length, 5);
       assert.ok(mine.every((j) => !JSON.stringify(j.data).includes('Plaintext')));
 
-      await planCampaign({ s3: stack.s3, store, queue }, id);
+      await planCampaign({ s3: stack.s3, store, queue, verifyQueue }, id);
       assert.equal((await store.status(id)).planned, 1239, 'a finished plan is not planned again');
 
       const estimate = await estimatePlan(stack.s3, campaignSpec([{ kind: 'listing', bucket, prefix: '' }]), {
@@ -134,7 +139,7 @@ describe('campaign store and planner', () => {
     try {
       const id = await store.create(campaignSpec([{ kind: 'manifest', uri: `s3://${bucket}/manifest.csv` }], { maxUnsettled: 100, batchSize: 50 }));
       let held = 0;
-      const planning = planCampaign({ s3: stack.s3, store, queue }, id, { pageSize: 50, backpressurePollMs: 50, onBackpressure: () => (held += 1) });
+      const planning = planCampaign({ s3: stack.s3, store, queue, verifyQueue }, id, { pageSize: 50, backpressurePollMs: 50, onBackpressure: () => (held += 1) });
       for (const deadline = Date.now() + 20_000; (await store.status(id)).planning !== 'backpressure'; await sleep(20)) {
         assert.ok(Date.now() < deadline, 'planning never paused');
       }
@@ -169,7 +174,7 @@ describe('campaign store and planner', () => {
     const queue = makeQueue(stack.config, stack.redis);
     try {
       const id = await store.create(campaignSpec([{ kind: 'manifest', uri: `s3://${bucket}/manifest.csv` }]));
-      await planCampaign({ s3: stack.s3, store, queue }, id);
+      await planCampaign({ s3: stack.s3, store, queue, verifyQueue }, id);
       assert.equal((await store.status(id)).planned, 3);
       const jobs = (await queue.getJobs(['prioritized', 'waiting'])).filter((j) => (j.data as BatchJob).c === id);
       assert.deepEqual(
