@@ -88,11 +88,11 @@ export class CampaignWorker {
     private readonly options: CampaignWorkerOptions = {},
     private readonly log?: Logger,
   ) {
-    this.s3 = makeS3Client(config);
+    this.s3 = makeS3Client(config, { patience: 'worker' });
     // One attempt per SDK call: the batcher retries, and only its retries take a token from the
     // campaign's shared rate limit and are counted (rekey_kms_throttles_total). The SDK's own retries
     // would hit a throttling KMS again outside the shared pace, and unseen.
-    this.kms = makeKmsClient(config, { retries: 'none' });
+    this.kms = makeKmsClient(config, { retries: 'none', patience: 'worker' });
     // Backoff from 0.5 s to 10 s, so an outage is one log line per attempt, not a flood.
     this.redis = makeRedis(config, { retryStrategy: (times) => Math.min(REDIS_RETRY_CAP_MS, 250 * 2 ** Math.min(times, 6)) });
     this.watchRedis();

@@ -15,13 +15,19 @@ export interface ClientOptions {
    * answer at once (doctor).
    */
   readonly retries?: 'budgeted' | 'none';
+  /**
+   * How long connecting may take. A command names an unreachable endpoint after 2 s; a worker, whose
+   * event loop may be busy with thousands of streams on a loaded host, gives a connection 10 s before
+   * it counts as a failed attempt.
+   */
+  readonly patience?: 'command' | 'worker';
 }
 
 /**
  * An unreachable endpoint must be named within seconds, never waited on: connecting gets 2 s. A
  * stream that stalls is cut after 60 s of silence.
  */
-const REQUEST_HANDLER = { connectionTimeout: 2_000, requestTimeout: 60_000 };
+const requestHandler = (options: ClientOptions) => ({ connectionTimeout: options.patience === 'worker' ? 10_000 : 2_000, requestTimeout: 60_000 });
 
 function retrySettings(options: ClientOptions, transient: (error: unknown) => boolean) {
   return options.retries === 'none' ? { maxAttempts: 1 } : { maxAttempts: OBJECT_BUDGET.retries + 1, retryStrategy: budgetedRetryStrategy(transient) };
@@ -51,7 +57,7 @@ export function makeS3Client(config: Config, options: ClientOptions = {}): S3Cli
     region: config.region,
     ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
     forcePathStyle: config.s3ForcePathStyle,
-    requestHandler: REQUEST_HANDLER,
+    requestHandler: requestHandler(options),
     ...retrySettings(options, isTransientS3Error),
   });
   client.middlewareStack.add(namingUnreachable('S3', config.s3Endpoint ?? `https://s3.${config.region}.amazonaws.com`, 'AWS_ENDPOINT_URL_S3'), NAMING_UNREACHABLE);
@@ -62,7 +68,7 @@ export function makeKmsClient(config: Config, options: ClientOptions = {}): KMSC
   const client = new KMSClient({
     region: config.region,
     ...(config.kmsEndpoint ? { endpoint: config.kmsEndpoint } : {}),
-    requestHandler: REQUEST_HANDLER,
+    requestHandler: requestHandler(options),
     ...retrySettings(options, isRetryableKmsError),
   });
   client.middlewareStack.add(namingUnreachable('KMS', config.kmsEndpoint ?? `https://kms.${config.region}.amazonaws.com`, 'AWS_ENDPOINT_URL_KMS'), NAMING_UNREACHABLE);

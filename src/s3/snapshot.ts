@@ -99,7 +99,7 @@ export function isLocked(lock: ObjectLockState, now = new Date()): boolean {
   return lock.legalHold || (lock.retainUntil !== undefined && lock.retainUntil > now);
 }
 
-/** What a rewrite of an object must send again besides its metadata and tags (design.md invariant 5). */
+/** What a rewrite of an object must send again besides its metadata and tags (docs/design.md §4.5). */
 export type KeptSettings = Pick<ObjectSnapshot, 'headers' | 'sse' | 'storageClass'>;
 
 /** Tags as the `Tagging` request parameter wants them (URL-encoded query string). */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { ListPartsCommand } from '@aws-sdk/client-s3';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
 import type { CampaignStore } from '../../src/campaign/store.js';
 import type { SeededObject } from '../../scripts/seed/seed.js';
@@ -134,7 +135,13 @@ describe(`crash test: ${PLAN.kills} SIGKILLs of workers during a rewrap and a re
         // A write that landed before its worker died is recorded from its intent: rotated, with the key it moved from.
         for (const o of outcomes.values()) assert.deepEqual([o.outcome, o.oldKeyId], ['rotated', oldKey.arn], `${o.ref.key}: ${o.reason} ${o.message}`);
         assert.equal(finals[mode]!.byReason['skipped:already-rotated'] ?? 0, 0, `${mode}: ${JSON.stringify(finals[mode]!.byReason)}`);
-        assert.deepEqual(await openUploads(stack.s3, buckets[mode]), [], `${mode}: no multipart upload is left open`);
+        // A worker killed while its CreateMultipartUpload was on the wire leaves an upload it never heard
+        // of: rekey cannot tell it from another writer's, so it is left to the lifecycle rule (README).
+        // It holds no part, so nothing of the object is stored in it.
+        for (const u of await openUploads(stack.s3, buckets[mode])) {
+          const parts = await stack.s3.send(new ListPartsCommand({ Bucket: buckets[mode], Key: u.key, UploadId: u.uploadId }));
+          assert.deepEqual(parts.Parts ?? [], [], `${mode}: ${u.key}: only a part-less upload may be left open`);
+        }
         assert.deepEqual(await store.journal(ids[mode]).open(), []);
         const under = await assertAllDecrypt(stack, buckets[mode], seeded[mode]);
         assert.deepEqual([...under.keys()], [newKey.arn], `${mode}: every object is under the new key`);
