@@ -109,12 +109,16 @@ describe('other writers overwrite and delete objects during a campaign', () => {
         await writing;
 
         // A writer that replaces an object and its instruction file in two steps can be caught between
-        // them; rekey then sees an incomplete object, fails it and writes nothing. Only such objects
-        // may fail, and a retry once the writer is done settles them.
+        // them; rekey then sees an incomplete object, fails it and writes nothing. And moto answers a
+        // conditional write racing another writer's delete or overwrite of the same key by dropping
+        // the connection (the proxy's 502), which the object's retry budget ends as s3-error, where S3
+        // answers 412 or 404. Only objects the writer touched may fail so, and a retry once the writer
+        // is done settles them.
         const caughtBetween = (await outcomesOf(store, id, stack.s3)).filter((o) => o.outcome === 'failed');
         for (const o of caughtBetween) {
           const touched = writer.writes.has(o.ref.key) && seeded.find((s) => s.key === o.ref.key)!.instructionFile;
-          assert.ok(touched && ['missing-instruction-file', 'tag-mismatch'].includes(o.reason!), `${o.ref.key}: ${o.reason} ${o.message}`);
+          const racing = writer.writes.has(o.ref.key) && o.reason === 's3-error';
+          assert.ok((touched && ['missing-instruction-file', 'tag-mismatch'].includes(o.reason!)) || racing, `${o.ref.key}: ${o.reason} ${o.message}`);
         }
         if (caughtBetween.length > 0) {
           assert.equal((await rekey(stack.config, ['retry', id])).code, 0);
