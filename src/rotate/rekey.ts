@@ -92,11 +92,15 @@ export class Rekeyer {
     const file = intent.instructionFile;
     const stale: FileSettlement = file ? await this.dropStaleInstructionFile(object.snapshot.bucket, file) : { note: '' };
     const outcome = recoveredOutcome(intent, object, written, { bytesWritten: object.snapshot.size }, stale.note);
+    const base = replacementBase(intent, object, written);
+    // The version the write replaced at its own key; and a rekey always rewrites the body, so with the
+    // envelope in the instruction file the object's replaced version is left behind too.
     const replaced = [
-      ...replacedBy(intent.ref.key, intent.replacedVersionId, written.versionId),
+      ...replacedBy(base.written.key, intent.replacedVersionId, written.versionId),
+      ...(intent.location === 'instruction-file' ? replacedBy(intent.ref.key, intent.facts.oldVersionId, object.snapshot.versionId) : []),
       ...(file ? replacedBy(file.key, file.versionId, stale.fileVersionAfter) : []),
     ];
-    return settledOutcome(outcome, await this.replaced.settle({ ...replacementBase(intent, object, written), replaced }), replaced);
+    return settledOutcome(outcome, await this.replaced.settle({ ...base, replaced }), replaced);
   }
 
   private async rekeyOne(ref: ObjectRef, journal: UploadJournal, onIntent?: IntentSink): Promise<ObjectOutcome> {

@@ -4,6 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../../src/config/clients.js';
 import { processBatch } from '../../../src/campaign/processor.js';
 import { makeQueue, type BatchJob } from '../../../src/campaign/queue.js';
@@ -17,6 +18,7 @@ import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
 import { Rekeyer } from '../../../src/rotate/rekey.js';
 import { Rewrapper } from '../../../src/rotate/rewrap.js';
 import { noJournal } from '../../../src/s3/upload-journal.js';
+import type { WriteIntent } from '../../../src/rotate/intent.js';
 import { rotationTarget } from '../../../src/rotate/target.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../../helpers/stack.js';
 import { putSealed, seal } from '../../reliability/support/sealed.js';
@@ -151,6 +153,39 @@ describe('processBatch records each outcome as its object settles', () => {
       assert.deepEqual([status.rotated, status.byReason['skipped:already-rotated'] ?? 0], [keys.length, 0]);
     });
   }
+});
+
+describe('a landed rekey whose envelope went to the instruction file is recovered with every replaced version', () => {
+  let stack: TestStack;
+  let oldKey: TestKey;
+  let newKey: TestKey;
+  const pool = new CipherPool({ threads: 1 });
+  before(async () => {
+    ({ stack, oldKey, newKey } = await openStackWithKeys());
+  });
+  after(async () => {
+    await pool.close();
+    await stack.close();
+  });
+
+  test('the object body and the new instruction file are both writes of the rekey: the replaced object version is purged', async () => {
+    const bucket = await freshBucket(stack.s3, { versioned: true });
+    const sealed = await seal(stack.kms, randomBytes(3000), { kmsKeyId: oldKey.keyId, format: 'v2' });
+    // User metadata so large that the new envelope no longer fits beside it: it goes to `o.instruction`.
+    await putSealed(stack.s3, bucket, 'o', sealed, { Metadata: { notes: 'n'.repeat(1900) } });
+    const read = await stack.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'o' }));
+    const kms = new KmsBatcher({ kms: stack.kms, limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: 'in-file-recovery', ratePerSecond: 1000 }) });
+    const target = rotationTarget({ mode: 'rekey', targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat: 'same', sourceKeyArns: [], purgeReplacedVersions: true });
+    const rekeyer = new Rekeyer({ s3: stack.s3, kms, pool }, target);
+    const intents: WriteIntent[] = [];
+    await assert.rejects(rekeyer.rotate([{ bucket, key: 'o' }], noJournal, async () => { throw new Error('SIGKILL'); }, async (intent) => void intents.push(intent)));
+    assert.equal(intents[0]!.location, 'instruction-file');
+
+    const outcome = await rekeyer.recover(intents[0]!);
+    assert.equal(outcome?.outcome, 'rotated', outcome?.message);
+    assert.deepEqual(outcome?.purgedVersions, [{ key: 'o', versionId: read.VersionId }], 'the object version the body replaced is purged, as the writer would have');
+    await assert.rejects(stack.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'o', VersionId: read.VersionId })));
+  });
 });
 
 async function rowsOf(reports: ReportStore): Promise<ObjectOutcome[]> {
