@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { GetObjectCommand, ListObjectsV2Command, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
-import { ConfigError } from '../errors.js';
+import { ConfigError, RekeyError } from '../errors.js';
 import type { ObjectRef } from '../rotate/outcome.js';
 import { oldEnough } from '../rotate/target.js';
+import { openPlainObject } from '../s3/report-objects.js';
 import type { CampaignSource } from './spec.js';
 
 /** One page of a source: the objects, and the cursor from which the next page starts after a restart. */
@@ -45,8 +46,10 @@ async function openText(s3: S3Client, uri: string): Promise<Readable> {
 }
 
 async function openS3Object(s3: S3Client, at: { bucket: string; key: string }): Promise<Readable> {
-  const out = await s3.send(new GetObjectCommand({ Bucket: at.bucket, Key: at.key }));
-  return out.Body as Readable;
+  const body = await openPlainObject(s3, at);
+  /* Precondition: a manifest, an inventory manifest and its data files name objects that exist. */
+  if (body === undefined) throw new RekeyError('gone', `s3://${at.bucket}/${at.key} does not exist`);
+  return body;
 }
 
 /** One entry of a listing: an object, or with versions one version of it (delete markers are not objects). */

@@ -4,8 +4,9 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { s3Failure } from './errors.js';
 
 /**
- * Plain objects of rekey's own (campaign reports): written whole, replaced whole, listed by prefix. Not
- * the objects being rotated, which only go through the conditional writes.
+ * Plain objects rekey reads and writes for itself (campaign reports; the manifests and inventories it
+ * plans from): written whole, replaced whole, listed by prefix. Not the objects being rotated, which
+ * only go through the conditional writes.
  */
 
 /** Puts (or replaces) one object; the same key written twice holds the last body. */

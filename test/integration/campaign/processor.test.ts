@@ -9,7 +9,7 @@ import { makeS3Client } from '../../../src/config/clients.js';
 import { processBatch } from '../../../src/campaign/processor.js';
 import { makeQueue, type BatchJob } from '../../../src/campaign/queue.js';
 import type { CampaignSpec } from '../../../src/campaign/spec.js';
-import { openReportStore, type ReportStore } from '../../../src/campaign/report-store.js';
+import { openReportStore, outcomesIn, type ReportStore } from '../../../src/campaign/report-store.js';
 import type { ObjectOutcome } from '../../../src/rotate/outcome.js';
 import { CampaignStore, objectId, type BatchInFlight } from '../../../src/campaign/store.js';
 import { CipherPool } from '../../../src/crypto/pool.js';
@@ -190,7 +190,7 @@ describe('a landed rekey whose envelope went to the instruction file is recovere
 
 async function rowsOf(reports: ReportStore): Promise<ObjectOutcome[]> {
   const rows: ObjectOutcome[] = [];
-  for await (const batch of reports.batches()) rows.push(...batch.rows);
+  for await (const row of outcomesIn(reports)) rows.push(row);
   return rows;
 }
 
