@@ -106,11 +106,11 @@ const indexOf = (ref: ObjectRef) => Number(/event (\d+)\.json$/.exec(ref.key)![1
 
 /** Stands in for the rotate layer, without S3 or KMS: an intent before each write, each outcome as it settles. */
 const benchRotator: BatchRotator = {
-  async rotate(refs, _journal, onOutcome, onIntent) {
+  async rotate(refs, _journal, onOutcome, intents) {
     const outcomes: ObjectOutcome[] = [];
     for (const ref of refs) {
       const outcome = outcomeOf(ref, indexOf(ref));
-      if (outcome.outcome === 'rotated') await onIntent?.(intentOf(ref));
+      if (outcome.outcome === 'rotated') await intents?.intend(intentOf(ref));
       await onOutcome?.(outcome);
       outcomes.push(outcome);
     }

@@ -2,7 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Queue } from 'bullmq';
 import { abortUpload } from '../s3/conditional-writes.js';
 import type { DurableUploadJournal, UploadJournal } from '../s3/upload-journal.js';
-import type { IntentSink, WriteIntent } from '../rotate/intent.js';
+import type { IntentLog, WriteIntent } from '../rotate/intent.js';
 import { notRotated, type Mode, type ObjectOutcome, type ObjectRef, type OutcomeSink } from '../rotate/outcome.js';
 import { batchesOf, enqueue, refsOf, type BatchJob } from './queue.js';
 import type { ReportStore } from './report-store.js';
@@ -11,7 +11,7 @@ import { objectId, type BatchInFlight, type CampaignStore } from './store.js';
 
 /** Rotates a batch of objects of one campaign; what the rotate layer offers the campaign layer. */
 export interface BatchRotator {
-  rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink, onIntent?: IntentSink): Promise<ObjectOutcome[]>;
+  rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink, intents?: IntentLog): Promise<ObjectOutcome[]>;
   /** The outcome of a write intent a stopped worker left: `rotated` when its write landed, else undefined. */
   recover(intent: WriteIntent): Promise<ObjectOutcome | undefined>;
 }
@@ -89,7 +89,7 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, batchId: 
     const rotator = deps.rotatorFor(id, spec);
     const recovered = await recoverIntents(rotator, pending, before.intents, recordFinal);
     const rest = pending.filter((ref) => !recovered.has(objectId(ref)));
-    outcomes = await rotator.rotate(rest, journal, recordFinal, (intent) => flight.intend(intent));
+    outcomes = await rotator.rotate(rest, journal, recordFinal, flight);
   }
 
   const retry: ObjectRef[] = [];

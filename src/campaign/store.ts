@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../config/clients.js';
 import { RekeyError } from '../errors.js';
-import type { WriteIntent } from '../rotate/intent.js';
+import type { IntentLog, WriteIntent } from '../rotate/intent.js';
 import type { ObjectOutcome, ObjectRef } from '../rotate/outcome.js';
 import type { DurableUploadJournal, UploadIntent } from '../s3/upload-journal.js';
 import type { CampaignSpec, CampaignState, CampaignStatus, PlanActivity, Verification } from './spec.js';
@@ -37,6 +37,8 @@ export class CampaignStore {
       plan: `${base}:plan`,
       uploads: `${base}:uploads`,
       uploadIntents: `${base}:upload-intents`,
+      /** Objects whose envelope a rekey is moving out of their instruction file, from intent to outcome. */
+      moving: `${base}:moving`,
     };
   }
 
@@ -155,7 +157,7 @@ export class CampaignStore {
     const k = this.keys(id);
     const rows = `${k.main}:b:${batchId}:rows`;
     const intents = `${k.main}:b:${batchId}:intents`;
-    const { batches } = k;
+    const { batches, moving } = k;
     const redis = this.redis;
     const scripted = this.scripts;
     return {
@@ -167,14 +169,23 @@ export class CampaignStore {
         };
       },
       async intend(intent) {
-        await redis.hset(intents, objectId(intent.ref), JSON.stringify(intent));
+        const id = objectId(intent.ref);
+        const write = redis.multi().hset(intents, id, JSON.stringify(intent));
+        if (intent.instructionFile !== undefined) write.sadd(moving, id);
+        await write.exec();
+      },
+      async movingFromInstructionFile(bucket, key) {
+        return (await redis.sismember(moving, objectId({ bucket, key }))) === 1;
       },
       async intentOf(ref) {
         const json = await redis.hget(intents, objectId(ref));
         return json ? (JSON.parse(json) as WriteIntent) : undefined;
       },
       async settle(outcome) {
-        return (await redis.hsetnx(rows, objectId(outcome.ref), JSON.stringify(outcome))) === 1;
+        const id = objectId(outcome.ref);
+        // Settled after the rotation dropped the instruction file it made stale: the move is over.
+        const [[, kept]] = (await redis.multi().hsetnx(rows, id, JSON.stringify(outcome)).srem(moving, id).exec()) as [[unknown, number], unknown];
+        return kept === 1;
       },
       async forget() {
         await redis.del(rows, intents);
@@ -299,10 +310,9 @@ export function objectId(ref: ObjectRef): string {
   return ref.versionId ? `${ref.bucket}/${ref.key}?versionId=${ref.versionId}` : `${ref.bucket}/${ref.key}`;
 }
 
-export interface BatchInFlight {
+/** Its intents are stored before the write that would move the object: the proof a write was this campaign's. */
+export interface BatchInFlight extends IntentLog {
   load(): Promise<{ rows: Map<string, ObjectOutcome>; intents: Map<string, WriteIntent> }>;
-  /** Stored before the write that would move the object: the proof a write was this campaign's. */
-  intend(intent: WriteIntent): Promise<void>;
   intentOf(ref: ObjectRef): Promise<WriteIntent | undefined>;
   /** Keeps an object's final outcome until the batch is recorded; false when it had one already. */
   settle(outcome: ObjectOutcome): Promise<boolean>;

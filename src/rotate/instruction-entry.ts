@@ -10,6 +10,7 @@ import {
 } from '../formats/index.js';
 import { deleteIfUnchanged } from '../s3/conditional-writes.js';
 import { headObject, readSmallObject, type SmallObject } from '../s3/snapshot.js';
+import type { IntentLog } from './intent.js';
 import { notRotated, type Mode, type ObjectOutcome, type ObjectRef } from './outcome.js';
 
 /**
@@ -76,18 +77,39 @@ export async function settleInstructionEntry(
   ref: ObjectRef,
   mode: Mode,
   entry: Exclude<InstructionEntry, { kind: 'data' }>,
-  removeOrphans: boolean,
+  options: { readonly removeOrphans: boolean; readonly intents?: IntentLog | undefined },
 ): Promise<ObjectOutcome> {
   const facts = { format: entry.wrapped.version, oldEtag: entry.file.etag, oldVersionId: entry.file.versionId };
   if (ref.versionId !== undefined) {
     return notRotated(ref, mode, 'noncurrent-version', `an old version of the instruction file of ${entry.base}; S3 cannot rewrite it in place (rekey audit --include-versions lists it)`, facts);
   }
   if (entry.kind === 'in-use') return notRotated(ref, mode, 'instruction-file', `the instruction file of ${entry.base}: it moves with its object`, facts);
-  if (!removeOrphans) return notRotated(ref, mode, 'orphan-instruction-file', `an orphan instruction file: ${entry.why} (--remove-orphan-instruction-files deletes it)`, facts);
+  /* Precondition: a file this campaign's rekey of its object made stale is that rotation's to drop, whichever entry ran first. */
+  const moved = await movedOutOf(s3, ref, entry.base, options.intents);
+  if (moved === 'moving') return notRotated(ref, mode, 'instruction-file', `the instruction file of ${entry.base}: its object's rekey moves the envelope into metadata and drops this file`, facts);
+  if (moved === 'gone') return notRotated(ref, mode, 'gone', `s3://${ref.bucket}/${ref.key} no longer exists (a rekey of its object drops it once the envelope is in metadata)`, facts);
+  if (!options.removeOrphans) return notRotated(ref, mode, 'orphan-instruction-file', `an orphan instruction file: ${entry.why} (--remove-orphan-instruction-files deletes it)`, facts);
   /* Precondition: an orphan is removed only if, checked again now, no object reads it. */
   if ((await orphaned(s3, ref.bucket, entry.base)) === undefined) {
     return notRotated(ref, mode, 'instruction-file', `the instruction file of ${entry.base}: its object reads it again, so it stays and moves with its object`, facts);
   }
   await deleteIfUnchanged(s3, { bucket: ref.bucket, key: ref.key, etag: entry.file.etag });
   return notRotated(ref, mode, 'orphan-removed', `an orphan instruction file, removed: ${entry.why}`, facts);
+}
+
+/**
+ * A rekey that moves an object's envelope from its instruction file into metadata writes the object,
+ * then drops the file: in between, the file looks orphaned. The object's intent marks that window; a
+ * file gone once it closed was dropped, and one still there after it is a true orphan.
+ */
+async function movedOutOf(s3: S3Client, ref: ObjectRef, base: string, intents: IntentLog | undefined): Promise<'moving' | 'gone' | undefined> {
+  if (intents === undefined) return undefined;
+  if (await intents.movingFromInstructionFile(ref.bucket, base)) return 'moving';
+  try {
+    await headObject(s3, ref.bucket, ref.key);
+    return undefined;
+  } catch (err) {
+    if (err instanceof RekeyError && err.reason === 'gone') return 'gone';
+    throw err;
+  }
 }

@@ -22,8 +22,16 @@ export interface WriteIntent {
   readonly at: number;
 }
 
-/** Told each write intent; it must be durable when the returned promise resolves. */
-export type IntentSink = (intent: WriteIntent) => Promise<void>;
+/** Where a campaign keeps the write intents of the objects it is moving. */
+export interface IntentLog {
+  /** Told each write intent; it must be durable when the returned promise resolves. */
+  intend(intent: WriteIntent): Promise<void>;
+  /**
+   * Whether a rotation of this campaign is moving the object's envelope out of its instruction file:
+   * told from its intent until its outcome settles, by when the file is dropped.
+   */
+  movingFromInstructionFile(bucket: string, key: string): Promise<boolean>;
+}
 
 export function wrappedKeyDigest(encryptedDataKey: Uint8Array): string {
   return createHash('sha256').update(encryptedDataKey).digest('base64');

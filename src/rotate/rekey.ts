@@ -21,7 +21,7 @@ import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-up
 import { readSmallObject, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
-import { wrappedKeyDigest, type IntentSink, type WriteIntent } from './intent.js';
+import { wrappedKeyDigest, type IntentLog, type WriteIntent } from './intent.js';
 import { cancelledBeforeStart, fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type StopCheck, type TargetFormat } from './outcome.js';
 import { instructionKey, readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { lostUpdate } from './lost-update.js';
@@ -67,12 +67,12 @@ export class Rekeyer {
     this.replaced = new ReplacedVersions(deps, target);
   }
 
-  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink, onIntent?: IntentSink): Promise<ObjectOutcome[]> {
+  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink, intents?: IntentLog): Promise<ObjectOutcome[]> {
     const limit = pLimit(this.deps.objectConcurrency ?? 4);
     return Promise.all(
       refs.map((ref) =>
         limit(async () => {
-          const outcome = (await this.deps.stopped?.()) ? cancelledBeforeStart(ref, 'rekey') : await withBudget(new RetryBudget(), () => this.rekeyOne(ref, journal, onIntent));
+          const outcome = (await this.deps.stopped?.()) ? cancelledBeforeStart(ref, 'rekey') : await withBudget(new RetryBudget(), () => this.rekeyOne(ref, journal, intents));
           await onOutcome?.(outcome);
           return outcome;
         }),
@@ -103,7 +103,7 @@ export class Rekeyer {
     return settledOutcome(outcome, await this.replaced.settle({ ...base, replaced }), replaced);
   }
 
-  private async rekeyOne(ref: ObjectRef, journal: UploadJournal, onIntent?: IntentSink): Promise<ObjectOutcome> {
+  private async rekeyOne(ref: ObjectRef, journal: UploadJournal, intents?: IntentLog): Promise<ObjectOutcome> {
     const started = Date.now();
     let facts: OutcomeFacts = {};
     let intent: WriteIntent | undefined;
@@ -111,7 +111,7 @@ export class Rekeyer {
     try {
       if (isInstructionFileName(ref.key)) {
         const entry = await inspectInstructionEntry(this.deps.s3, ref);
-        if (entry.kind !== 'data') return { ...(await settleInstructionEntry(this.deps.s3, ref, 'rekey', entry, this.target.removeOrphanInstructionFiles)), durationMs: Date.now() - started };
+        if (entry.kind !== 'data') return { ...(await settleInstructionEntry(this.deps.s3, ref, 'rekey', entry, { removeOrphans: this.target.removeOrphanInstructionFiles, intents })), durationMs: Date.now() - started };
       }
       const object = await readEncryptedObject(this.deps.s3, ref);
       const { snapshot, envelope } = object;
@@ -164,7 +164,7 @@ export class Rekeyer {
         at: started,
       };
       /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
-      await onIntent?.(intent);
+      await intents?.intend(intent);
       const body = await this.readBody(snapshot);
       const cipher = this.deps.pool.reencrypt(body, {
         decrypt: decryptSpecFor(envelope, oldKey),

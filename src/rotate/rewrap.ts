@@ -6,7 +6,7 @@ import { RetryBudget, withBudget } from '../retry/budget.js';
 import type { WriteResult } from '../s3/conditional-writes.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
-import { wrappedKeyDigest, type IntentSink, type WriteIntent } from './intent.js';
+import { wrappedKeyDigest, type IntentLog, type WriteIntent } from './intent.js';
 import { cancelledBeforeStart, fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeSink, type StopCheck } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { lostUpdate } from './lost-update.js';
@@ -53,13 +53,13 @@ export class Rewrapper {
     this.replaced = new ReplacedVersions(deps, target);
   }
 
-  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink, onIntent?: IntentSink): Promise<ObjectOutcome[]> {
+  async rotate(refs: readonly ObjectRef[], journal: UploadJournal, onOutcome?: OutcomeSink, intents?: IntentLog): Promise<ObjectOutcome[]> {
     const limit = pLimit(this.deps.s3Concurrency ?? 16);
     // Objects are pipelined rather than run in batch-wide phases (all HEADs, then KMS, then all
     // writes): an S3 slot is held per request, so one object's KMS wait leaves it to another object.
     const settledAll = await Promise.allSettled(
       refs.map(async (ref) => {
-        const outcome = await withBudget(new RetryBudget(), async () => this.settle(await this.rotateOne(ref, limit, journal, onIntent), limit));
+        const outcome = await withBudget(new RetryBudget(), async () => this.settle(await this.rotateOne(ref, limit, journal, intents), limit));
         await onOutcome?.(outcome);
         return outcome;
       }),
@@ -93,7 +93,7 @@ export class Rewrapper {
     return settledOutcome(outcome, await limit(() => this.replaced.settle(replacement)), replacement.replaced);
   }
 
-  private async rotateOne(ref: ObjectRef, limit: LimitFunction, journal: UploadJournal, onIntent: IntentSink | undefined): Promise<Finished> {
+  private async rotateOne(ref: ObjectRef, limit: LimitFunction, journal: UploadJournal, intents: IntentLog | undefined): Promise<Finished> {
     const started = Date.now();
     let prepared: Prepared;
     try {
@@ -101,7 +101,7 @@ export class Rewrapper {
       if (isInstructionFileName(ref.key)) {
         const entry = await limit(() => inspectInstructionEntry(this.deps.s3, ref));
         if (entry.kind !== 'data') {
-          const outcome = await limit(() => settleInstructionEntry(this.deps.s3, ref, 'rewrap', entry, this.target.removeOrphanInstructionFiles));
+          const outcome = await limit(() => settleInstructionEntry(this.deps.s3, ref, 'rewrap', entry, { removeOrphans: this.target.removeOrphanInstructionFiles, intents }));
           return { outcome: { ...outcome, durationMs: Date.now() - started } };
         }
       }
@@ -123,10 +123,10 @@ export class Rewrapper {
       ],
       this.target.targetKeyArn,
     );
-    return limit(() => this.finish(prepared, result!, journal, onIntent));
+    return limit(() => this.finish(prepared, result!, journal, intents));
   }
 
-  private async finish(p: Prepared, result: RewrapResult, journal: UploadJournal, onIntent: IntentSink | undefined): Promise<Finished> {
+  private async finish(p: Prepared, result: RewrapResult, journal: UploadJournal, intents: IntentLog | undefined): Promise<Finished> {
     const { snapshot, envelope } = p.object;
     const facts = {
       format: envelope.version,
@@ -158,7 +158,7 @@ export class Rewrapper {
     try {
       const rewrapped = withRewrappedKey(envelope, { encryptedDataKey: result.ciphertext, encryptionContext: p.contexts.destination });
       /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
-      await onIntent?.(intent);
+      await intents?.intend(intent);
       const written = await writeRewrappedEnvelope(this.deps.s3, p.object, rewrapped, journal);
       // An envelope kept in an instruction file: only the file changes; the object's columns say so.
       const where = inFile

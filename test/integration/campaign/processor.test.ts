@@ -128,7 +128,7 @@ describe('processBatch records each outcome as its object settles', () => {
       const refs = keys.map((key) => ({ bucket, key }));
       // The first worker: its writes land and their intents are stored, then it dies before any outcome is kept.
       for (const ref of refs) {
-        await assert.rejects(rotator.rotate([ref], noJournal, async () => { throw new Error('SIGKILL'); }, (intent) => flight.intend(intent)));
+        await assert.rejects(rotator.rotate([ref], noJournal, async () => { throw new Error('SIGKILL'); }, flight));
       }
       assert.equal((await flight.load()).intents.size, keys.length);
 
@@ -178,7 +178,10 @@ describe('a landed rekey whose envelope went to the instruction file is recovere
     const target = rotationTarget({ mode: 'rekey', targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat: 'same', sourceKeyArns: [], purgeReplacedVersions: true });
     const rekeyer = new Rekeyer({ s3: stack.s3, kms, pool }, target);
     const intents: WriteIntent[] = [];
-    await assert.rejects(rekeyer.rotate([{ bucket, key: 'o' }], noJournal, async () => { throw new Error('SIGKILL'); }, async (intent) => void intents.push(intent)));
+    await assert.rejects(rekeyer.rotate([{ bucket, key: 'o' }], noJournal, async () => { throw new Error('SIGKILL'); }, {
+      intend: async (intent) => void intents.push(intent),
+      movingFromInstructionFile: async () => false,
+    }));
     assert.equal(intents[0]!.location, 'instruction-file');
 
     const outcome = await rekeyer.recover(intents[0]!);
