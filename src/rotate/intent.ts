@@ -19,6 +19,11 @@ export interface WriteIntent {
   readonly wrappedKeyDigest: string;
   /** The instruction file a rekey drops once the object carries the envelope. */
   readonly instructionFile?: { readonly key: string; readonly etag: string; readonly versionId: string | undefined } | undefined;
+  /**
+   * The instruction file a rekey puts after the body when metadata has no room for the envelope: the
+   * only copy of the new wrapped key until it lands (ciphertext and public parameters, no secret).
+   */
+  readonly pendingInstructionFile?: string | undefined;
   readonly at: number;
 }
 

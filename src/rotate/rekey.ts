@@ -1,24 +1,29 @@
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { DataKey } from '../crypto/data-key.js';
 import { buildEnvelope } from '../crypto/new-envelope.js';
 import type { CipherPool, PoolStream } from '../crypto/pool.js';
 import { decryptSpecFor, encryptSpecFor } from '../crypto/specs.js';
+import { createDecryptStream } from '../crypto/streams.js';
 import {
   CBC,
   encryptionContextForNewEnvelope,
   kmsEncryptionContext,
+  parseEnvelope,
+  requireKmsWrap,
   userEncryptionContext,
   type Envelope,
+  type KmsEnvelope,
 } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
-import { RekeyError } from '../errors.js';
+import { CipherError, RekeyError } from '../errors.js';
 import { RetryBudget, withBudget } from '../retry/budget.js';
 import { s3Failure } from '../s3/errors.js';
 import { deleteIfUnchanged, type WriteResult } from '../s3/conditional-writes.js';
 import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
-import { readSmallObject, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
+import { headObject, readSmallObject, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
 import { wrappedKeyDigest, type IntentLog, type WriteIntent } from './intent.js';
@@ -86,8 +91,49 @@ export class Rekeyer {
    * settled as the writer would have), undefined when the write did not land.
    */
   async recover(intent: WriteIntent): Promise<ObjectOutcome | undefined> {
-    const object = await landedWrite(this.deps.s3, intent);
-    if (!object) return undefined;
+    const object = (await landedWrite(this.deps.s3, intent)) ?? (await this.completeInstructionFile(intent));
+    return object && this.recordLanded(intent, object);
+  }
+
+  /**
+   * With no room in metadata a rekey writes the body, then the instruction file with the new wrapped
+   * key: a worker stopped in between leaves a body that no stored key opens. Its intent kept that file.
+   * When the object's body is one it opens (authenticated under the new data key), the file is put now
+   * and the write has landed; a body it does not open is another writer's, and left to the rotation.
+   */
+  private async completeInstructionFile(intent: WriteIntent): Promise<EncryptedObject | undefined> {
+    const pending = intent.pendingInstructionFile;
+    if (intent.location !== 'instruction-file' || pending === undefined) return undefined;
+    const { bucket, key } = intent.ref;
+    const snapshot = await headObject(this.deps.s3, bucket, key);
+    /* Precondition: an object still at the version the rotation read has not had its body written. */
+    if (snapshot.etag === intent.facts.oldEtag) return undefined;
+    const envelope = parseEnvelope(snapshot.metadata, pending);
+    requireKmsWrap(envelope);
+    if (!(await this.opensUnder(snapshot, envelope))) return undefined;
+    const fileKey = instructionKey(key);
+    const file = await readSmallObject(this.deps.s3, bucket, fileKey);
+    await putInstructionFile(this.deps.s3, { bucket, key: fileKey, body: pending }, file && { ...file, key: fileKey }, snapshot);
+    return landedWrite(this.deps.s3, intent);
+  }
+
+  /** Whether the object's body authenticates under the envelope's data key; the plaintext is discarded here. */
+  private async opensUnder(snapshot: ObjectSnapshot, envelope: KmsEnvelope): Promise<boolean> {
+    const plain = await this.deps.kms.decryptDataKey(envelope.encryptedDataKey, kmsEncryptionContext(envelope));
+    const key = DataKey.adopt(plain.plaintext);
+    try {
+      await pipeline(await this.readBody(snapshot), createDecryptStream(decryptSpecFor(envelope, key)), new Writable({ write: (_chunk, _enc, done) => done() }));
+      return true;
+    } catch (err) {
+      if (err instanceof CipherError) return false;
+      throw err;
+    } finally {
+      key.destroy();
+    }
+  }
+
+  /** The outcome of a write that landed, as its writer would have recorded it. */
+  private async recordLanded(intent: WriteIntent, object: EncryptedObject): Promise<ObjectOutcome> {
     const written = writtenBy(intent, object);
     const file = intent.instructionFile;
     const stale: FileSettlement = file ? await this.dropStaleInstructionFile(object.snapshot.bucket, file) : { note: '' };
@@ -161,6 +207,7 @@ export class Rekeyer {
         replacedVersionId: inFile ? fileNow?.versionId : snapshot.versionId,
         wrappedKeyDigest: wrappedKeyDigest(fresh.wrappedKey),
         instructionFile: !inFile && file ? { key: file.key, etag: file.etag, versionId: file.versionId } : undefined,
+        pendingInstructionFile: placed.instructionFile,
         at: started,
       };
       /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
@@ -194,7 +241,9 @@ export class Rekeyer {
       return settledOutcome(outcome, await this.replaced.settle(replacement), replacement.replaced);
     } catch (err) {
       // A write that failed to answer may have landed all the same (a lost answer, a retried completion).
-      const landed = intent && (await this.recover(intent));
+      // Only a landed write: completing an instruction file is for a batch taken over, not a failed PUT.
+      const object = intent && (await landedWrite(this.deps.s3, intent));
+      const landed = intent && object && (await this.recordLanded(intent, object));
       if (landed) return landed;
       return await settleLostWrite(this.deps, this.target, fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started }));
     } finally {
