@@ -29,6 +29,7 @@ export const REASON_CODES = [
   'lost-update',
   'gone',
   'object-locked',
+  'archived',
   'already-rotated',
   'source-key-mismatch',
   'noncurrent-version',

@@ -37,6 +37,12 @@ export function s3Failure(err: unknown, what: string): RekeyError {
   if (status === 404 || code === 'NoSuchKey' || code === 'NotFound' || code === 'NoSuchVersion') {
     return new RekeyError('gone', `${message}: the object no longer exists`, call);
   }
+  // GET (InvalidObjectState) and CopyObject (ObjectNotInActiveTierError) of an object in an archive
+  // storage class (Glacier Flexible Retrieval, Deep Archive, an Intelligent-Tiering archive tier) until
+  // it is restored: no permission cures it.
+  if (code === 'InvalidObjectState' || code === 'ObjectNotInActiveTierError') {
+    return new RekeyError('archived', `${message}: the object is archived; restore it (RestoreObject), then rekey retry`, call);
+  }
   if (status === 403 || code === 'AccessDenied') {
     return new RekeyError('s3-denied', `${message}: access denied; grant the permission (README, configuration) and rekey retry`, call);
   }
