@@ -1,3 +1,4 @@
+import { PassThrough } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { KmsBatcher } from '../kms/batcher.js';
 import { scanScope, type AuditFinding } from './audit.js';
@@ -40,28 +41,37 @@ export async function verifyCampaign(deps: VerifyDeps, spec: CampaignSpec): Prom
   const matches = (keyId: string) => (sourceKeys ? sourceKeys.has(keyId) : keyId !== spec.targetKeyArn);
   const byKind = Object.fromEntries(REMAINDER_KINDS.map((k) => [k, 0])) as Record<RemainderKind, number>;
   const byKey: Record<string, Partial<Record<RemainderKind, number>>> = {};
-  const rows: string[] = [];
+  // Rows stream to the store as the scan finds them: a scope with millions left is never held in memory.
+  const rows = new PassThrough({ objectMode: true });
+  const stored = deps.reports.putRemaining(rows);
+  stored.catch(() => undefined);
   let scanned = 0;
   let kmsProbes = 0;
-  for (const source of spec.sources) {
-    const pages = scopeEntries(deps.s3, source, { includeVersions: spec.includeVersions === true, modifiedBefore: spec.modifiedBefore });
-    const summary = await scanScope(
-      { s3: deps.s3, kms: deps.kms },
-      pages,
-      { keyArn: spec.targetKeyArn, probeKeyId: spec.targetKeyArn, matches, includeVersions: spec.includeVersions === true, filesListed: source.kind === 'listing' },
-      (f) => {
-        const kind = remainderKind(f);
-        const key = f.keyId ?? 'unknown';
-        byKind[kind] += 1;
-        const perKey = (byKey[key] ??= {});
-        perKey[kind] = (perKey[kind] ?? 0) + 1;
-        rows.push(JSON.stringify({ kind, bucket: f.bucket, key: f.key, versionId: f.versionId, keyId: f.keyId, reason: f.reason, message: f.message } satisfies Remainder));
-      },
-    );
-    scanned += summary.scanned.objects + summary.scanned.noncurrentVersions + summary.scanned.instructionFiles;
-    kmsProbes += summary.kmsProbes;
+  try {
+    for (const source of spec.sources) {
+      const pages = scopeEntries(deps.s3, source, { includeVersions: spec.includeVersions === true, modifiedBefore: spec.modifiedBefore });
+      const summary = await scanScope(
+        { s3: deps.s3, kms: deps.kms },
+        pages,
+        { keyArn: spec.targetKeyArn, probeKeyId: spec.targetKeyArn, matches, includeVersions: spec.includeVersions === true, filesListed: source.kind === 'listing' },
+        (f) => {
+          const kind = remainderKind(f);
+          const key = f.keyId ?? 'unknown';
+          byKind[kind] += 1;
+          const perKey = (byKey[key] ??= {});
+          perKey[kind] = (perKey[kind] ?? 0) + 1;
+          rows.write(JSON.stringify({ kind, bucket: f.bucket, key: f.key, versionId: f.versionId, keyId: f.keyId, reason: f.reason, message: f.message } satisfies Remainder));
+        },
+      );
+      scanned += summary.scanned.objects + summary.scanned.noncurrentVersions + summary.scanned.instructionFiles;
+      kmsProbes += summary.kmsProbes;
+    }
+    rows.end();
+  } catch (err) {
+    rows.destroy(err as Error);
+    throw err;
   }
-  await deps.reports.putRemaining(rows);
+  await stored;
   const unreadable = byKind.unreadable;
   return {
     at: Date.now(),
