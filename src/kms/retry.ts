@@ -40,7 +40,9 @@ export async function withRetry<T>(
   if (!(options.attempts >= 1)) throw new RangeError(`retry attempts must be at least 1, got ${options.attempts}`);
   for (let n = 1; ; n++) {
     try {
-      return await attempt();
+      const result = await attempt();
+      currentBudget().recordSuccess();
+      return result;
     } catch (err) {
       if (!(err instanceof KmsError) || !err.retryable || n >= options.attempts) throw err;
       const delayMs = fullJitterDelay(n, options);

@@ -6,9 +6,18 @@ import { AsyncLocalStorage } from 'node:async_hooks';
  * Outside an object (the CLI, the planner) each request gets a budget of its own.
  */
 export interface RetryBudgetOptions {
-  /** Retries in all, beyond each request's first attempt. */
+  /** Retries in all, beyond each request's first attempt, before any request succeeded. */
   readonly retries: number;
-  /** No retry starts that would wait past this many milliseconds from the budget's creation. */
+  /**
+   * One more retry per this many requests that succeeded: a large object's thousands of part uploads
+   * earn retries in proportion, while a service that keeps failing earns none.
+   */
+  readonly earnEvery: number;
+  /**
+   * No retry starts that would wait past this many milliseconds from the failure that began the
+   * current run of failures (a success ends a run): an object that streams for an hour may still
+   * retry a failure in its last minute.
+   */
   readonly timeMs: number;
   /** Upper bound of the first backoff; it doubles per retry of the same request up to `capMs`. */
   readonly baseMs: number;
@@ -16,23 +25,23 @@ export interface RetryBudgetOptions {
 }
 
 /**
- * Worst case per object (docs/reliability.md, retries): its requests once each plus 8 retries, no
- * retry starting after 60 s; each wait at most 5 s.
+ * Worst case per object (README, retries): its requests once each plus 8 retries and one per 4 that
+ * succeeded, no retry starting 60 s after the failure that began a run of failures; each wait at most 5 s.
  */
-export const OBJECT_BUDGET: RetryBudgetOptions = { retries: 8, timeMs: 60_000, baseMs: 100, capMs: 5_000 };
+export const OBJECT_BUDGET: RetryBudgetOptions = { retries: 8, earnEvery: 4, timeMs: 60_000, baseMs: 100, capMs: 5_000 };
 
 /** A request outside any object: the CLI must name an unreachable service within 10 s. */
-export const REQUEST_BUDGET: RetryBudgetOptions = { retries: 2, timeMs: 6_000, baseMs: 100, capMs: 2_000 };
+export const REQUEST_BUDGET: RetryBudgetOptions = { retries: 2, earnEvery: Number.POSITIVE_INFINITY, timeMs: 6_000, baseMs: 100, capMs: 2_000 };
 
 export class RetryBudget {
   private used = 0;
-  private readonly deadline: number;
+  private succeeded = 0;
+  /** When the current run of failures began; undefined while the last request succeeded. */
+  private failingSince: number | undefined;
   /** The errors whose retry was refused for want of budget: each is final for its object. */
   private readonly refused = new Set<unknown>();
 
-  constructor(readonly options: RetryBudgetOptions = OBJECT_BUDGET) {
-    this.deadline = Date.now() + options.timeMs;
-  }
+  constructor(readonly options: RetryBudgetOptions = OBJECT_BUDGET) {}
 
   get retriesUsed(): number {
     return this.used;
@@ -50,12 +59,21 @@ export class RetryBudget {
 
   /** Counts one retry of `error` that waits `delayMs` first; false when there is none left for it. */
   allow(delayMs: number, error: unknown): boolean {
-    if (this.used >= this.options.retries || Date.now() + delayMs > this.deadline) {
+    const now = Date.now();
+    this.failingSince ??= now;
+    const allowed = this.options.retries + Math.floor(this.succeeded / this.options.earnEvery);
+    if (this.used >= allowed || now + delayMs > this.failingSince + this.options.timeMs) {
       this.refused.add(error);
       return false;
     }
     this.used += 1;
     return true;
+  }
+
+  /** A request of the object succeeded: it ends a run of failures and earns part of a retry. */
+  recordSuccess(): void {
+    this.succeeded += 1;
+    this.failingSince = undefined;
   }
 
   /** Whether `err`, or an error it wraps, is one this budget refused to retry. */
@@ -116,6 +134,8 @@ export function budgetedRetryStrategy(retryable: (error: unknown) => boolean) {
       if (delay === undefined) throw info.error;
       return token(previous.budget, previous.count + 1, delay);
     },
-    recordSuccess(): void {},
+    recordSuccess(token: Token): void {
+      token.budget.recordSuccess();
+    },
   };
 }

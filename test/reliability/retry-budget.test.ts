@@ -13,8 +13,9 @@ import { putSealed, seal } from './support/sealed.js';
 
 /**
  * Issue 12, point 3: every S3 and KMS error is classified once, and all retries of one object (the
- * SDK's for S3, the KMS batcher's) come out of one budget of 8 retries and 60 s. Counted on the wire by
- * fault proxies in front of moto's S3 and KMS.
+ * SDK's for S3, the KMS batcher's) come out of one budget of 8 retries (and 60 s from a first failure). Counted on the wire by
+ * fault proxies in front of moto's S3 and KMS. A request that succeeds earns a quarter of a retry, so a
+ * large object's many part uploads are not failed by a few transient errors spread over them.
  */
 describe('one retry policy: one classification, one budget per object', () => {
   let stack: TestStack;
@@ -89,6 +90,22 @@ describe('one retry policy: one classification, one budget per object', () => {
     assert.equal(label(changed.outcome), 'skipped:changed', changed.outcome.message);
     assert.equal(changed.count('PutObject'), 1);
     await changed.untouched();
+  });
+
+  test('a large object earns retries with the requests that succeed: 10 failed part uploads among 13 parts, rotated', async () => {
+    const key = 'large';
+    await putSealed(stack.s3, bucket, key, await seal(stack.kms, randomBytes(60 * 1024 * 1024), { kmsKeyId: oldKey.keyId, format: 'v2' }));
+    // Every other part upload fails until 10 have: more than the 8 retries of an object whose requests all fail.
+    let parts = 0;
+    s3Proxy.inject({ fault: s3Error('InternalError', 500), match: (r) => s3Operation('UploadPart')(r) && ++parts % 2 === 0, times: 10 });
+    try {
+      const [outcome] = await rotators.rotate('rekey', s3, [{ bucket, key }]);
+      assert.equal(label(outcome!), 'rotated', outcome!.message);
+      // 60 MiB and the 16-byte tag in 5 MiB parts: 13 parts, 10 of them sent twice.
+      assert.equal(s3Proxy.requests.filter(s3Operation('UploadPart')).length, 13 + 10);
+    } finally {
+      s3Proxy.clearFaults();
+    }
   });
 
   test('S3 and KMS retries of one object share the budget: 3 HEAD retries leave 5 for a throttling KMS', async () => {
