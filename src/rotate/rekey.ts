@@ -31,7 +31,7 @@ import { cancelledBeforeStart, fromError, notRotated, rotated, type ObjectOutcom
 import { instructionKey, readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { lostUpdate } from './lost-update.js';
 import { landedWrite, recoveredOutcome, replacementBase, writtenBy } from './recover.js';
-import { settleLostWrite } from './rotated-meanwhile.js';
+import { changedWhileRead, settleLostWrite } from './rotated-meanwhile.js';
 import { noncurrentVersion, replacedBy, ReplacedVersions, settledOutcome, type Replacement } from './replaced-versions.js';
 import { exactLength } from './body-length.js';
 import { modifiedSinceCutoff, notDue, type RotationTarget } from './target.js';
@@ -153,6 +153,7 @@ export class Rekeyer {
     const started = Date.now();
     let facts: OutcomeFacts = {};
     let intent: WriteIntent | undefined;
+    let read: EncryptedObject | undefined;
     const keys: DataKey[] = [];
     try {
       if (isInstructionFileName(ref.key)) {
@@ -160,6 +161,7 @@ export class Rekeyer {
         if (entry.kind !== 'data') return { ...(await settleInstructionEntry(this.deps.s3, ref, 'rekey', entry, { removeOrphans: this.target.removeOrphanInstructionFiles, intents })), durationMs: Date.now() - started };
       }
       const object = await readEncryptedObject(this.deps.s3, ref);
+      read = object;
       const { snapshot, envelope } = object;
       facts = { format: envelope.version, oldEtag: snapshot.etag, oldVersionId: snapshot.versionId, sourceAuthenticated: envelope.contentCipher !== CBC };
       // An age cut-off is told by the date alone: no plaintext data key for an object rotated since.
@@ -245,7 +247,8 @@ export class Rekeyer {
       const object = intent && (await landedWrite(this.deps.s3, intent));
       const landed = intent && object && (await this.recordLanded(intent, object));
       if (landed) return landed;
-      return await settleLostWrite(this.deps, this.target, fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started }));
+      const failed = await changedWhileRead(this.deps.s3, read, fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started }));
+      return await settleLostWrite(this.deps, this.target, failed);
     } finally {
       for (const key of keys) key.destroy();
     }

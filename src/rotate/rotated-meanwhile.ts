@@ -1,8 +1,10 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { kmsEncryptionContext, rewrapEncryptionContexts } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
+import { RekeyError, type ReasonCode } from '../errors.js';
+import { headObject } from '../s3/snapshot.js';
 import { notRotated, type ObjectOutcome } from './outcome.js';
-import { readEncryptedObject } from './read-envelope.js';
+import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import type { RotationTarget } from './target.js';
 
 export interface RecheckDeps {
@@ -46,4 +48,36 @@ async function currentKeyArn(deps: RecheckDeps, target: RotationTarget, outcome:
   const key = await deps.kms.decryptDataKey(envelope.encryptedDataKey, kmsEncryptionContext(envelope));
   key.plaintext.fill(0);
   return key.keyId;
+}
+
+/** Failures that say the content does not open under the envelope read with it. */
+const CONTENT_FAILURES: ReadonlySet<ReasonCode> = new Set<ReasonCode>(['tag-mismatch', 'commitment-mismatch', 'bad-padding', 'truncated']);
+
+/**
+ * An S3EC writer that keeps its envelope in an instruction file puts the object, then the file: a
+ * rotation that read between the two pairs the writer's new body with the old file, and the content
+ * does not open. When the object or its file is no longer what was read, that failure is another
+ * writer's write in progress, which wins (`changed`), not damage. Any error while looking keeps the
+ * failure as it was.
+ */
+export async function changedWhileRead(s3: S3Client, read: EncryptedObject | undefined, outcome: ObjectOutcome): Promise<ObjectOutcome> {
+  const file = read?.instructionFile;
+  if (read === undefined || file === undefined || outcome.reason === undefined || !CONTENT_FAILURES.has(outcome.reason)) return outcome;
+  const { bucket, key } = read.snapshot;
+  try {
+    const [object, fileNow] = await Promise.all([etagNow(s3, bucket, key), etagNow(s3, bucket, file.key)]);
+    if (object === read.snapshot.etag && fileNow === file.etag) return outcome;
+  } catch {
+    return outcome;
+  }
+  return notRotated(outcome.ref, outcome.mode, 'changed', `the object or its instruction file changed while rekey read them, whose content did not open together (${outcome.reason}): another writer's write, which wins`, outcome);
+}
+
+async function etagNow(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
+  try {
+    return (await headObject(s3, bucket, key)).etag;
+  } catch (err) {
+    if (err instanceof RekeyError && err.reason === 'gone') return undefined;
+    throw err;
+  }
 }
