@@ -1,6 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { KmsBatcher } from '../kms/batcher.js';
-import { scanScope, type AuditFinding } from './audit.js';
+import { scanScope, type AuditFinding } from '../usage/scan.js';
 import type { ReportStore } from './report-store.js';
 import { scopeEntries } from './sources.js';
 import { REMAINDER_KINDS, type CampaignSpec, type RemainderKind, type Verification } from './spec.js';

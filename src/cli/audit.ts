@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Command } from 'commander';
-import { auditKeyUsage, type AuditFinding, type AuditSummary } from '../campaign/audit.js';
-import { openConfiguredAuditTrail } from '../campaign/audit-trail.js';
-import { RefusalRecorder, RetirementStore } from '../campaign/retirement-store.js';
+import { auditKeyUsage, type AuditFinding, type AuditSummary } from '../usage/scan.js';
+import { openConfiguredAuditTrail } from '../trail/audit-trail.js';
+import { RefusalRecorder, RetirementStore } from '../retirement/store.js';
 import { makeKmsClient, makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { KmsBatcher } from '../kms/batcher.js';

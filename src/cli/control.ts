@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { recordAudit } from '../campaign/audit-trail.js';
+import { recordAudit } from '../trail/audit-trail.js';
 import { makeQueue } from '../campaign/queue.js';
 import { openReportStore } from '../campaign/report-store.js';
 import { retryFailed } from '../campaign/retry.js';

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { configuredActor, openConfiguredAuditTrail } from '../campaign/audit-trail.js';
-import { cancelRetirement, iso, listRetirements, retireKey, RetirementRefused, scheduleDeletion, type RetireRefusal, type RetirementClock, type RetirementDeps, type StepResult } from '../campaign/retirement.js';
-import { RefusalRecorder, RetirementStore, type Retirement, type RetirementScope, type RetirementStep } from '../campaign/retirement-store.js';
+import { configuredActor, openConfiguredAuditTrail } from '../trail/audit-trail.js';
+import { cancelRetirement, iso, listRetirements, retireKey, RetirementRefused, scheduleDeletion, type RetireRefusal, type RetirementClock, type RetirementDeps, type StepResult } from '../retirement/retirement.js';
+import { RefusalRecorder, RetirementStore, type Retirement, type RetirementScope, type RetirementStep } from '../retirement/store.js';
 import { CampaignStore } from '../campaign/store.js';
 import { makeKmsClient, makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { createSchedule, makePlanQueue, newScheduleId, nextFiring, removeSchedule, ScheduleStore, type Schedule, type ScheduleDeps } from '../campaign/schedule.js';
 import type { CampaignSpec } from '../campaign/spec.js';
-import { recordAudit } from '../campaign/audit-trail.js';
+import { recordAudit } from '../trail/audit-trail.js';
 import { CampaignStore } from '../campaign/store.js';
 import { makeRedis } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';

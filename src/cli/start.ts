@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { openConfiguredAuditTrail, recordAudit, type AuditTrail } from '../campaign/audit-trail.js';
+import { openConfiguredAuditTrail, recordAudit, type AuditTrail } from '../trail/audit-trail.js';
 import { estimatePlan, planCampaign } from '../campaign/planner.js';
 import { makeQueue, makeVerifyQueue } from '../campaign/queue.js';
 import { normaliseReportLocation } from '../campaign/report-store.js';
 import { ageCutoff, type CampaignSpec, type CampaignStatus } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
-import { CampaignWorker } from '../campaign/worker.js';
+import { CampaignWorker } from '../worker/campaign-worker.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { GenerateDataKeyCommand } from '@aws-sdk/client-kms';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import type { AuditFinding, AuditSummary } from '../../src/campaign/audit.js';
+import type { AuditFinding, AuditSummary } from '../../src/usage/scan.js';
 import { seedObjects } from '../../scripts/seed/seed.js';
 import { rekey, type CliResult } from '../helpers/cli.js';
 import { freshBucket, freshKmsKey, openStack, type TestKey, type TestStack } from '../helpers/stack.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand, ListObjectVersionsCommand, type ObjectVersion } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse/sync';
-import type { AuditFinding, AuditSummary } from '../../src/campaign/audit.js';
+import type { AuditFinding, AuditSummary } from '../../src/usage/scan.js';
 import { seedObjects, type SeededObject } from '../../scripts/seed/seed.js';
 import { rekey, runCampaign } from '../helpers/cli.js';
 import { freshBucket, openStack, openStackWithKeys, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';

@@ -4,8 +4,8 @@ import { ConfigError } from '../errors.js';
 import type { KmsBatcher } from '../kms/batcher.js';
 import { mayHoldVersions } from '../s3/versioning.js';
 import { cancelKeyDeletion, describeKey, disableKey, enableKey, isAwsManaged, scheduleKeyDeletion, type KeyFacts } from '../kms/key-lifecycle.js';
-import { auditKeyUsage, type AuditFinding } from './audit.js';
-import type { Actor, AuditTrail } from './audit-trail.js';
+import { auditKeyUsage, type AuditFinding } from '../usage/scan.js';
+import type { Actor, AuditTrail } from '../trail/audit-trail.js';
 import {
   retiringKeyNamedIn,
   type RefusalRecorder,
@@ -15,8 +15,8 @@ import {
   type RetirementStep,
   type RetirementStepKind,
   type RetirementStore,
-} from './retirement-store.js';
-import type { CampaignStore } from './store.js';
+} from './store.js';
+import type { CampaignStore } from '../campaign/store.js';
 
 /**
  * Retiring a KMS key the way a key custodian does: prove nothing in scope still depends on it, disable

@@ -7,7 +7,7 @@ import { canonicalContext, type KmsBatcher, type RewrapRequest } from '../kms/ba
 import { inspectInstructionEntry, isInstructionFileName } from '../rotate/instruction-entry.js';
 import { instructionKey } from '../rotate/read-envelope.js';
 import { headObject, readSmallObject } from '../s3/snapshot.js';
-import { listEntries, type ScopedEntry } from './sources.js';
+import { listEntries, type ScopedEntry } from '../s3/listing.js';
 
 /**
  * `rekey audit`: which objects, versions and instruction files still hold a data key wrapped under a

@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import { pino, type Logger } from 'pino';
-import type { CampaignSpec, CampaignState, Verification } from './spec.js';
+import type { CampaignSpec, CampaignState, Verification } from '../campaign/spec.js';
 import { makeKmsClient } from '../config/clients.js';
 import type { Config } from '../config/config.js';
 import type { ObjectOutcome } from '../rotate/outcome.js';

@@ -9,20 +9,20 @@ import { RedisRateLimiter } from '../kms/rate-limiter.js';
 import { observeS3 } from '../s3/observe.js';
 import type { Logger } from '../log/logger.js';
 import type { RekeyMetrics } from '../metrics/index.js';
-import type { AuditTrail } from './audit-trail.js';
-import { objectId } from './store.js';
+import type { AuditTrail } from '../trail/audit-trail.js';
+import { objectId } from '../campaign/store.js';
 import type { ObjectOutcome } from '../rotate/outcome.js';
 import { Rekeyer } from '../rotate/rekey.js';
 import { Rewrapper } from '../rotate/rewrap.js';
 import { rotationTarget } from '../rotate/target.js';
-import { processBatch, type BatchRotator, type ProcessorDeps, type ProcessorOptions } from './processor.js';
-import { connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, queuePrefix, requestVerification, VERIFY_QUEUE_NAME, type BatchJob, type VerifyJob } from './queue.js';
-import { openReportStore } from './report-store.js';
-import { verifyCampaign } from './verify.js';
-import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from './schedule.js';
-import type { CampaignSpec } from './spec.js';
-import { CampaignStore } from './store.js';
-import { RefusalRecorder, RetirementStore } from './retirement-store.js';
+import { processBatch, type BatchRotator, type ProcessorDeps, type ProcessorOptions } from '../campaign/processor.js';
+import { connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, queuePrefix, requestVerification, VERIFY_QUEUE_NAME, type BatchJob, type VerifyJob } from '../campaign/queue.js';
+import { openReportStore } from '../campaign/report-store.js';
+import { verifyCampaign } from '../campaign/verify.js';
+import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from '../campaign/schedule.js';
+import type { CampaignSpec } from '../campaign/spec.js';
+import { CampaignStore } from '../campaign/store.js';
+import { RefusalRecorder, RetirementStore } from '../retirement/store.js';
 
 export interface CampaignWorkerOptions {
   /** Batch jobs processed at once by this process. */

@@ -1,6 +1,6 @@
 import type { RedisClient } from '../config/clients.js';
-import type { AuditFinding } from './audit.js';
-import type { Actor, AuditTrail } from './audit-trail.js';
+import type { AuditFinding } from '../usage/scan.js';
+import type { Actor, AuditTrail } from '../trail/audit-trail.js';
 
 /**
  * Keys in retirement, in the Redis every rekey host shares (the campaign store's Redis and prefix), so
