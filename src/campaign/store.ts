@@ -5,7 +5,6 @@ import { RekeyError } from '../errors.js';
 import { defineLuaCommands, loadLuaCommands } from '../redis/lua-commands.js';
 import type { WriteIntent } from '../rotate/intent.js';
 import type { ObjectOutcome, ObjectRef } from '../rotate/outcome.js';
-import type { DurableUploadJournal, UploadIntent } from '../s3/upload-journal.js';
 import type { CampaignSpec, CampaignState, CampaignStatus, PlanActivity, Verification } from './spec.js';
 
 /**
@@ -29,15 +28,13 @@ export class CampaignStore {
   }
 
   private keys(id: string) {
-    const base = `${this.prefix}:campaign:{${id}}`;
+    const base = campaignKey(this.prefix, id);
     return {
       main: base,
       reasons: `${base}:reasons`,
       batches: `${base}:batches`,
       sourceKeys: `${base}:source-keys`,
       plan: `${base}:plan`,
-      uploads: `${base}:uploads`,
-      uploadIntents: `${base}:upload-intents`,
     };
   }
 
@@ -244,38 +241,6 @@ export class CampaignStore {
     const ok = (await this.scripts.rekeyVerified(this.keys(id).main, state, JSON.stringify(verification), Date.now())) as number;
     return ok === 1 ? state : await this.state(id);
   }
-
-  /** The multipart-upload journal of a campaign, so a killed worker's uploads are aborted later. */
-  journal(id: string): DurableUploadJournal {
-    const { uploads: key, uploadIntents } = this.keys(id);
-    const redis = this.redis;
-    const intentField = (u: { bucket: string; key: string }) => `${u.bucket}/${u.key}`;
-    return {
-      async starting(intent) {
-        await redis.hset(uploadIntents, intentField(intent), JSON.stringify(intent));
-      },
-      async started(u) {
-        await redis
-          .multi()
-          .hset(key, u.uploadId, JSON.stringify({ bucket: u.bucket, key: u.key }))
-          .hdel(uploadIntents, intentField(u))
-          .exec();
-      },
-      async intents() {
-        return Object.values(await redis.hgetall(uploadIntents)).map((v) => JSON.parse(v) as UploadIntent);
-      },
-      async dropIntent(intent) {
-        await redis.hdel(uploadIntents, intentField(intent));
-      },
-      async finished(u) {
-        await redis.hdel(key, u.uploadId);
-      },
-      async open() {
-        const all = await redis.hgetall(key);
-        return Object.entries(all).map(([uploadId, v]) => ({ uploadId, ...(JSON.parse(v) as { bucket: string; key: string }) }));
-      },
-    };
-  }
 }
 
 export interface PlanStep {
@@ -291,6 +256,14 @@ export interface PlanStep {
  * `cancelled`: counted, but the campaign was cancelled, so planning stops.
  */
 export type PlanAdvance = 'advanced' | 'superseded' | 'cancelled';
+
+/**
+ * The key of a campaign's main hash, and the stem of its other keys: the hash tag `{id}` puts them all
+ * in one slot of a Redis Cluster.
+ */
+export function campaignKey(prefix: string, id: string): string {
+  return `${prefix}:campaign:{${id}}`;
+}
 
 export function newCampaignId(): string {
   return randomUUID().slice(0, 8);

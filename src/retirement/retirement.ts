@@ -16,6 +16,7 @@ import {
   type RetirementStepKind,
   type RetirementStore,
 } from './store.js';
+import { isFinished } from '../campaign/spec.js';
 import type { CampaignStore } from '../campaign/store.js';
 
 /**
@@ -268,14 +269,11 @@ async function proveUnused(deps: RetirementDeps, facts: KeyFacts, scope: Scope, 
   return proof;
 }
 
-/** States of a campaign that sends KMS no more requests (`done-with-remainder`: its closing verification found entries left). */
-const FINISHED_CAMPAIGN_STATES: ReadonlySet<string> = new Set(['done', 'done-with-remainder', 'cancelled']);
-
 /** Campaigns not finished that move data to or from the key would fail on a disabled key. */
 async function refuseWhileCampaignsUse(deps: RetirementDeps, facts: KeyFacts): Promise<void> {
   for (const id of await deps.campaigns.list()) {
     const state = await deps.campaigns.state(id);
-    if (FINISHED_CAMPAIGN_STATES.has(state)) continue;
+    if (isFinished(state)) continue;
     const spec = await deps.campaigns.spec(id);
     if (spec.targetKeyArn === facts.arn || spec.sourceKeyArns.includes(facts.arn)) {
       throw await refuse(deps, facts, 'campaign-uses-key', `campaign ${id} (${state}) still moves data ${spec.targetKeyArn === facts.arn ? 'to' : 'from'} ${facts.arn}: let it finish, or cancel it`);

@@ -20,8 +20,10 @@ import { connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, queuePrefix, requ
 import { openReportStore } from '../campaign/report-store.js';
 import { verifyCampaign } from '../campaign/verify.js';
 import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from '../campaign/schedule.js';
-import type { CampaignSpec } from '../campaign/spec.js';
+import { isFinished, type CampaignSpec } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
+import { UploadJournals } from '../campaign/upload-journals.js';
+import { RotatorCache } from './rotators.js';
 import { RefusalRecorder, RetirementStore } from '../retirement/store.js';
 
 export interface CampaignWorkerOptions {
@@ -71,6 +73,7 @@ export class CampaignWorker {
   readonly pool: CipherPool;
   private readonly redis: RedisClient;
   private readonly store: CampaignStore;
+  private readonly journals: UploadJournals;
   private readonly retirements: RetirementStore;
   private readonly refusals: RefusalRecorder;
   /** Refusals being recorded; close() waits for them, so none is lost with the Redis connection. */
@@ -80,7 +83,7 @@ export class CampaignWorker {
   private readonly planner: Worker<ScheduleJob>;
   private readonly verifier: Worker<VerifyJob>;
   private readonly verifyQueue;
-  private readonly rotators = new Map<string, { rotator: BatchRotator; kms: KmsBatcher }>();
+  private readonly rotators: RotatorCache<{ rotator: BatchRotator; kms: KmsBatcher }>;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -97,6 +100,11 @@ export class CampaignWorker {
     this.redis = makeRedis(config, { retryStrategy: (times) => Math.min(REDIS_RETRY_CAP_MS, 250 * 2 ** Math.min(times, 6)) });
     this.watchRedis();
     this.store = new CampaignStore(this.redis, config.redisPrefix);
+    this.journals = new UploadJournals(this.redis, config.redisPrefix);
+    this.rotators = new RotatorCache({
+      isFinished: async (id) => isFinished(await this.store.state(id)),
+      onSweepError: (err) => this.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not tell whether a campaign finished; its KMS batcher stays until the next sweep'),
+    });
     this.retirements = new RetirementStore(this.redis, config.redisPrefix);
     this.refusals = new RefusalRecorder(this.retirements, options.audit);
     this.queue = makeQueue(config, this.redis);
@@ -199,6 +207,7 @@ export class CampaignWorker {
       await this.queue.close();
       await this.verifyQueue.close();
       await Promise.all(this.noting);
+      await this.rotators.idle();
       await this.redis.quit();
       await this.options.audit?.flush();
       this.s3.destroy();
@@ -220,6 +229,7 @@ export class CampaignWorker {
       {
         s3: this.s3,
         store: this.store,
+        journals: this.journals,
         queue: this.queue,
         rotatorFor: (id, spec) => this.rotatorFor(id, spec).rotator,
         reportsFor: (id, spec) => openReportStore(this.s3, spec.reportTo, id),
@@ -266,8 +276,10 @@ export class CampaignWorker {
   }
 
   private rotatorFor(id: string, spec: CampaignSpec): { rotator: BatchRotator; kms: KmsBatcher } {
-    const cached = this.rotators.get(id);
-    if (cached) return cached;
+    return this.rotators.get(id, () => this.makeRotator(id, spec));
+  }
+
+  private makeRotator(id: string, spec: CampaignSpec): { rotator: BatchRotator; kms: KmsBatcher } {
     const kms = new KmsBatcher({
       kms: this.kms,
       limiter: new RedisRateLimiter({ redis: this.redis, prefix: this.config.redisPrefix, campaign: id, ratePerSecond: spec.kmsRequestsPerSecond }),
@@ -279,9 +291,7 @@ export class CampaignWorker {
       spec.mode === 'rewrap'
         ? new Rewrapper({ s3: this.s3, kms, stopped }, target)
         : new Rekeyer({ s3: this.s3, kms, pool: this.pool, objectConcurrency: this.options.objectConcurrency ?? 4, stopped }, target);
-    const entry = { rotator, kms };
-    this.rotators.set(id, entry);
-    return entry;
+    return { rotator, kms };
   }
 }
 

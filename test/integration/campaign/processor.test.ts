@@ -12,6 +12,7 @@ import type { CampaignSpec } from '../../../src/campaign/spec.js';
 import { openReportStore, outcomesIn, type ReportStore } from '../../../src/campaign/report-store.js';
 import type { ObjectOutcome } from '../../../src/rotate/outcome.js';
 import { CampaignStore, objectId, type BatchInFlight } from '../../../src/campaign/store.js';
+import { UploadJournals } from '../../../src/campaign/upload-journals.js';
 import { CipherPool } from '../../../src/crypto/pool.js';
 import { KmsBatcher } from '../../../src/kms/batcher.js';
 import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
@@ -85,7 +86,7 @@ describe('processBatch records each outcome as its object settles', () => {
 
     try {
       const reports = openReportStore(stack.s3, reportDir, id);
-      const batch = processBatch({ s3: proxied, store, queue, rotatorFor: () => rekeyer, reportsFor: () => reports }, job, 'batch-1');
+      const batch = processBatch({ s3: proxied, store, journals: new UploadJournals(stack.redis, stack.config.redisPrefix), queue, rotatorFor: () => rekeyer, reportsFor: () => reports }, job, 'batch-1');
       const held = await proxy.nextHeld(30_000);
       const flight = store.inFlight(id, 'batch-1');
       const recordedWhileHeld = await Promise.all(OBJECTS.map((key) => waitForOutcome(flight, { bucket, key }, key !== 'slow')));
@@ -135,7 +136,7 @@ describe('processBatch records each outcome as its object settles', () => {
       const queue = makeQueue(stack.config, stack.redis);
       const reports = openReportStore(stack.s3, reportDir, id);
       try {
-        const result = await processBatch({ s3: stack.s3, store, queue, rotatorFor: () => rotator, reportsFor: () => reports }, { c: id, b: bucket, k: keys }, 'crashed');
+        const result = await processBatch({ s3: stack.s3, store, journals: new UploadJournals(stack.redis, stack.config.redisPrefix), queue, rotatorFor: () => rotator, reportsFor: () => reports }, { c: id, b: bucket, k: keys }, 'crashed');
         assert.deepEqual(result, { kind: 'done', recorded: keys.length, retried: 0 });
       } finally {
         await queue.close();
