@@ -30,9 +30,7 @@ const KMS_PACKAGES = /^@aws-sdk\/client-kms$/;
  * file may be added.
  */
 const RAW_SDK_ALLOWED: ReadonlyMap<string, readonly string[]> = new Map([
-  ['cli/doctor.ts', ['@aws-sdk/client-kms', '@aws-sdk/client-s3']],
   ['rotate/rekey.ts', ['@aws-sdk/client-s3']],
-  ['rotate/replaced-versions.ts', ['@aws-sdk/client-s3']],
 ]);
 /**
  * The folders above the shared layers, top first: each imports only folders after it (docs/design.md §5).
