@@ -91,7 +91,6 @@ describe('.dockerignore', () => {
     }
     assert.ok(included('src/cli/main.ts'));
     assert.ok(included('src/campaign/commands/recordBatch-6.lua'), 'the Redis scripts the build copies to dist/');
-    assert.ok(included('workers/cipher-thread.ts'));
   });
 
   test('keeps out local state, builds and history', () => {
