@@ -6,12 +6,12 @@ import type { CampaignStatus } from '../../src/campaign/spec.js';
 import type { CampaignStore } from '../../src/campaign/store.js';
 import { UploadJournals } from '../../src/campaign/upload-journals.js';
 import type { ObjectOutcome } from '../../src/rotate/outcome.js';
-import { FaultProxy } from '../integration/kms/fault-proxy.js';
+import { FaultProxy } from '../helpers/kms-fault-proxy.js';
 import { freshBucket, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, rawObject, startCampaign, waitForCampaign, type Expected, type RawObject } from './support/campaign.js';
-import { WorkerFleet, type FleetWorker } from './support/fleet.js';
-import { s3KeyOf, s3Operation, type S3Operation } from './support/s3-ops.js';
-import { putSealed, seal } from './support/sealed.js';
+import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, rawObject, startCampaign, waitForCampaign, type Expected, type RawObject } from '../helpers/campaign.js';
+import { WorkerFleet, type FleetWorker } from '../helpers/fleet.js';
+import { s3KeyOf, s3Operation, type S3Operation } from '../helpers/s3-ops.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 const MiB = 1024 * 1024;
 

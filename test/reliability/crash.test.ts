@@ -6,11 +6,11 @@ import type { CampaignStatus } from '../../src/campaign/spec.js';
 import type { CampaignStore } from '../../src/campaign/store.js';
 import { UploadJournals } from '../../src/campaign/upload-journals.js';
 import type { SeededObject } from '../../scripts/seed/seed.js';
-import { FaultProxy, seededRandom, type HeldRequest } from '../integration/kms/fault-proxy.js';
+import { FaultProxy, seededRandom, type HeldRequest } from '../helpers/kms-fault-proxy.js';
 import { strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, seedPerMode, startPerMode, waitForCampaign, type PerMode } from './support/campaign.js';
-import { WorkerFleet, type FleetWorker } from './support/fleet.js';
-import { s3Operation } from './support/s3-ops.js';
+import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, seedPerMode, startPerMode, waitForCampaign, type PerMode } from '../helpers/campaign.js';
+import { WorkerFleet, type FleetWorker } from '../helpers/fleet.js';
+import { s3Operation } from '../helpers/s3-ops.js';
 
 const LONG = process.env.REKEY_LONG_TESTS === '1';
 const MiB = 1024 * 1024;
