@@ -170,7 +170,7 @@ export async function* readSource(
 }
 
 /**
- * A campaign's scope as the audit engine reads it: the same entries the planner planned (readSource),
+ * A campaign's scope as the key-usage scan reads it: the same entries the planner planned (readSource),
  * with their dates where a listing gives them. One definition of scope for both.
  */
 export async function* scopeEntries(

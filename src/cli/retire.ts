@@ -7,7 +7,7 @@ import { makeKmsClient, makeRedis, makeS3Client, type RedisClient } from '../con
 import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError, RekeyError } from '../errors.js';
 import { PENDING_WINDOW_DAYS } from '../kms/key-lifecycle.js';
-import { auditBatcher, describeFinding } from './audit.js';
+import { usageScanBatcher, describeFinding } from './audit.js';
 import { duration, formatDurationFlag, positiveInt } from './options.js';
 import { EXIT } from './program.js';
 
@@ -133,7 +133,7 @@ async function withRetirementDeps<T>(config: Config, flags: Pick<RetireFlags, 'k
       return fn({
         s3,
         kmsClient,
-        kms: auditBatcher(config, kmsClient, redis, flags.kmsRate),
+        kms: usageScanBatcher(config, kmsClient, redis, flags.kmsRate),
         store,
         campaigns: new CampaignStore(redis, config.redisPrefix),
         refusals: new RefusalRecorder(store, audit),

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { openConfiguredAuditTrail, recordAudit, type AuditTrail } from '../trail/audit-trail.js';
+import { openConfiguredAuditTrail, recordInAuditTrail, type AuditTrail } from '../trail/audit-trail.js';
 import { estimatePlan, planCampaign } from '../campaign/planner.js';
 import { makeQueue, makeVerifyQueue } from '../campaign/queue.js';
 import { normaliseReportLocation } from '../campaign/report-store.js';
@@ -139,7 +139,7 @@ export function registerStart(program: Command): void {
       const config = loadConfig();
       if (flags.every !== undefined) {
         const schedule = await scheduleCampaign(config, await specFrom(config, flags, 'start'), { everyMs: flags.every, minAgeMs: flags.minAge ?? 0 });
-        await recordAudit(config, (trail) => trail.schedule('created', schedule.id, schedule));
+        await recordInAuditTrail(config, (trail) => trail.schedule('created', schedule.id, schedule));
         const text = `${describeSchedule(schedule)}\n  the first run starts when a worker takes it; see: rekey schedules (rekey unschedule ${schedule.id} stops it)`;
         print(flags, { schedule: schedule.id, every: formatDurationFlag(schedule.everyMs), minAge: formatDurationFlag(schedule.minAgeMs) }, text);
         return;

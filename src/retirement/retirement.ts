@@ -4,7 +4,7 @@ import { ConfigError } from '../errors.js';
 import type { KmsBatcher } from '../kms/batcher.js';
 import { mayHoldVersions } from '../s3/versioning.js';
 import { cancelKeyDeletion, describeKey, disableKey, enableKey, isAwsManaged, scheduleKeyDeletion, type KeyFacts } from '../kms/key-lifecycle.js';
-import { auditKeyUsage, type AuditFinding } from '../usage/scan.js';
+import { scanKeyUsage, type UsageFinding } from '../usage/scan.js';
 import type { Actor, AuditTrail } from '../trail/audit-trail.js';
 import {
   retiringKeyNamedIn,
@@ -65,7 +65,7 @@ export interface RetirementDeps {
   readonly actor: Actor;
   readonly clock: RetirementClock;
   /** Told each entry that blocks the step: under the key, or unreadable. */
-  readonly onFinding?: (finding: AuditFinding) => void;
+  readonly onFinding?: (finding: UsageFinding) => void;
 }
 
 export interface AuditScopeOptions {
@@ -233,12 +233,12 @@ async function proveUnused(deps: RetirementDeps, facts: KeyFacts, scope: Scope, 
     throw new ConfigError(`${facts.arn} is ${facts.state}, so it cannot receive the audit's ReEncrypt probes: name an enabled key you may ReEncryptTo with --probe-key`);
   }
   const totals = { objects: 0, noncurrentVersions: 0, instructionFiles: 0, remaining: 0, unreadable: 0, kmsProbes: 0 };
-  const refused: AuditFinding[] = [];
+  const refused: UsageFinding[] = [];
   for (const { bucket, prefix } of scope.scopes) {
-    const summary = await auditKeyUsage({ s3: deps.s3, kms: deps.kms }, { bucket, prefix, keyArn: facts.arn, probeKeyId: probeKeyArn, includeVersions: scope.includeVersions }, (finding) => {
+    const summary = await scanKeyUsage({ s3: deps.s3, kms: deps.kms }, { bucket, prefix, keyArn: facts.arn, probeKeyId: probeKeyArn, includeVersions: scope.includeVersions }, (finding) => {
       // KMS refusing a wrapped key because this key is disabled names the key: the entry is under it.
       const underDisabledKey = finding.reason === 'kms-disabled' && retiringKeyNamedIn([finding.message], [{ keyArn: facts.arn, keyId: facts.keyId }]) !== undefined;
-      const shown: AuditFinding = underDisabledKey ? { ...finding, status: 'under-key', keyId: facts.arn } : finding;
+      const shown: UsageFinding = underDisabledKey ? { ...finding, status: 'under-key', keyId: facts.arn } : finding;
       if (underDisabledKey) refused.push(finding);
       deps.onFinding?.(shown);
     });

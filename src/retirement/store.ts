@@ -1,5 +1,5 @@
 import type { RedisClient } from '../config/clients.js';
-import type { AuditFinding } from '../usage/scan.js';
+import type { UsageFinding } from '../usage/scan.js';
 import type { Actor, AuditTrail } from '../trail/audit-trail.js';
 
 /**
@@ -190,8 +190,8 @@ export class RefusalRecorder {
     return keyArn;
   }
 
-  /** Audit findings KMS refused as disabled or pending deletion: the audit met the retiring key. */
-  async noteFindings(findings: readonly AuditFinding[], source: string): Promise<void> {
+  /** Usage findings KMS refused as disabled or pending deletion: the key-usage scan met the retiring key. */
+  async noteFindings(findings: readonly UsageFinding[], source: string): Promise<void> {
     for (const f of findings) {
       if (f.reason !== 'kms-disabled') continue;
       await this.note([f.message], { source, bucket: f.bucket, key: f.key, versionId: f.versionId, reason: f.reason });

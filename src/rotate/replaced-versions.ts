@@ -1,5 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import { RekeyError } from '../errors.js';
+import { asRekeyError, RekeyError } from '../errors.js';
 import { inspectMetadata, kmsEncryptionContext, parseEnvelope, requireKmsWrap, type KmsEnvelope } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
 import { s3Failure } from '../s3/errors.js';
@@ -169,8 +169,4 @@ export function settledOutcome(outcome: ObjectOutcome, settlement: Settlement, r
       return notRotated(outcome.ref, outcome.mode, settlement.error.reason, message, outcome);
     }
   }
-}
-
-function asRekeyError(err: unknown): RekeyError {
-  return err instanceof RekeyError ? err : new RekeyError('internal', err instanceof Error ? err.message : String(err));
 }

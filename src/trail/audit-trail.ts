@@ -136,7 +136,7 @@ export async function configuredActor(config: Config): Promise<Actor> {
 }
 
 /** Appends one event to the configured audit trail, for the CLI's one-shot commands. */
-export async function recordAudit(config: Config, record: (trail: AuditTrail) => void): Promise<void> {
+export async function recordInAuditTrail(config: Config, record: (trail: AuditTrail) => void): Promise<void> {
   const trail = await openConfiguredAuditTrail(config);
   record(trail);
   await trail.flush();

@@ -249,7 +249,7 @@ export class CampaignWorker {
 
   /**
    * The closing verification of a campaign whose objects all settled: the scope re-scanned with the
-   * audit engine at the campaign's KMS pace; the remaining entries to the report store, the counts to
+   * key-usage scan at the campaign's KMS pace; the remaining entries to the report store, the counts to
    * the campaign, which ends `done` or `done-with-remainder`.
    */
   private async verify(id: string): Promise<unknown> {
