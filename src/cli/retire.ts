@@ -126,7 +126,7 @@ export function retirementClock(store: RetirementStore, env: NodeJS.ProcessEnv =
 async function withRetirementDeps<T>(config: Config, flags: Pick<RetireFlags, 'kmsRate' | 'json'>, fn: (deps: RetirementDeps) => Promise<T>): Promise<T> {
   const kmsClient = makeKmsClient(config);
   const s3 = makeS3Client(config);
-  const audit = await openConfiguredAuditTrail(config);
+  const trail = await openConfiguredAuditTrail(config);
   try {
     return await withOneShotRedis(config, async (redis) => {
       const store = new RetirementStore(redis, config.redisPrefix);
@@ -136,15 +136,15 @@ async function withRetirementDeps<T>(config: Config, flags: Pick<RetireFlags, 'k
         kms: usageScanBatcher(config, kmsClient, redis, flags.kmsRate),
         store,
         campaigns: new CampaignStore(redis, config.redisPrefix),
-        refusals: new RefusalRecorder(store, audit),
-        audit,
+        refusals: new RefusalRecorder(store, trail),
+        trail,
         actor: await configuredActor(config),
         clock: retirementClock(store),
         onFinding: (finding) => process.stdout.write(`${flags.json ? JSON.stringify(finding) : describeFinding(finding)}\n`),
       });
     });
   } finally {
-    await audit.flush();
+    await trail.flush();
     s3.destroy();
     kmsClient.destroy();
   }

@@ -63,7 +63,7 @@ export function registerWorker(program: Command): void {
           concurrency: flags.concurrency,
           lockDurationMs: flags.lockSeconds * 1000,
           metrics,
-          audit: await openConfiguredAuditTrail(config),
+          trail: await openConfiguredAuditTrail(config),
           ...(flags.threads ? { threads: flags.threads } : {}),
         },
         log,

@@ -61,7 +61,7 @@ export interface RetirementDeps {
   readonly store: RetirementStore;
   readonly campaigns: CampaignStore;
   readonly refusals: RefusalRecorder;
-  readonly audit: AuditTrail;
+  readonly trail: AuditTrail;
   readonly actor: Actor;
   readonly clock: RetirementClock;
   /** Told each entry that blocks the step: under the key, or unreadable. */
@@ -108,7 +108,7 @@ export async function retireKey(deps: RetirementDeps, key: string, options: Audi
   await disableKey(deps.kmsClient, facts.keyId);
   const step = await stepOf(deps, 'disabled', options, { proof });
   await deps.store.record({ ...identity(facts), state: 'disabled', step, scopes: scope.scopes, includeVersions: scope.includeVersions });
-  deps.audit.key('disabled', facts.arn, stepDetail(step));
+  deps.trail.key('disabled', facts.arn, stepDetail(step));
   return { key: facts, step, warnings: warningsFor(facts) };
 }
 
@@ -154,7 +154,7 @@ export async function scheduleDeletion(deps: RetirementDeps, key: string, option
   const deletionDate = await scheduleKeyDeletion(deps.kmsClient, facts.keyId, options.pendingDays);
   const step = await stepOf(deps, 'deletion-scheduled', options, { proof, observedMs, pendingDays: options.pendingDays, deletionDate: deletionDate.getTime() });
   await deps.store.record({ ...identity(facts), state: 'pending-deletion', step });
-  deps.audit.key('deletion-scheduled', facts.arn, stepDetail(step));
+  deps.trail.key('deletion-scheduled', facts.arn, stepDetail(step));
   return { key: { ...facts, deletionDate }, step, warnings: warningsFor(facts) };
 }
 
@@ -170,7 +170,7 @@ export async function cancelRetirement(deps: RetirementDeps, key: string, option
   await enableKey(deps.kmsClient, facts.keyId);
   const step = await stepOf(deps, pending ? 'deletion-cancelled' : 'enabled', options, {});
   await deps.store.record({ ...identity(facts), state: 'cancelled', step });
-  deps.audit.key(step.step === 'enabled' ? 'enabled' : 'deletion-cancelled', facts.arn, stepDetail(step));
+  deps.trail.key(step.step === 'enabled' ? 'enabled' : 'deletion-cancelled', facts.arn, stepDetail(step));
   return { key: { ...facts, state: 'Enabled', deletionDate: undefined }, step, warnings: [] };
 }
 
@@ -282,8 +282,8 @@ async function refuseWhileCampaignsUse(deps: RetirementDeps, facts: KeyFacts): P
 }
 
 async function refuse(deps: RetirementDeps, facts: KeyFacts, reason: RetireRefusal, message: string, proof?: RetirementProof): Promise<RetirementRefused> {
-  deps.audit.key('retire-refused', facts.arn, { refusal: reason, message, keyState: facts.state, ...(proof ? { proof } : {}) });
-  await deps.audit.flush();
+  deps.trail.key('retire-refused', facts.arn, { refusal: reason, message, keyState: facts.state, ...(proof ? { proof } : {}) });
+  await deps.trail.flush();
   return new RetirementRefused(reason, message, proof);
 }
 

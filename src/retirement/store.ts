@@ -169,7 +169,7 @@ export class RefusalRecorder {
 
   constructor(
     private readonly store: RetirementStore,
-    private readonly audit: AuditTrail | undefined,
+    private readonly trail: AuditTrail | undefined,
     private readonly options: RefusalRecorderOptions = {},
   ) {}
 
@@ -186,7 +186,7 @@ export class RefusalRecorder {
     const keyArn = retiringKeyNamedIn(texts, await this.retiring());
     if (keyArn === undefined) return undefined;
     await this.store.countRefusal(keyArn, await this.store.now());
-    this.audit?.key('refusal', keyArn, detail);
+    this.trail?.key('refusal', keyArn, detail);
     return keyArn;
   }
 

@@ -39,7 +39,7 @@ export interface CampaignWorkerOptions {
   /** Where this worker's objects, KMS calls, queue and cipher threads are counted. */
   readonly metrics?: RekeyMetrics;
   /** Where every final object outcome is appended for the user's SIEM. */
-  readonly audit?: AuditTrail;
+  readonly trail?: AuditTrail;
 }
 
 /** Campaigns whose progress a worker exports: the newest ones; older ones are finished long ago. */
@@ -106,7 +106,7 @@ export class CampaignWorker {
       onSweepError: (err) => this.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not tell whether a campaign finished; its KMS batcher stays until the next sweep'),
     });
     this.retirements = new RetirementStore(this.redis, config.redisPrefix);
-    this.refusals = new RefusalRecorder(this.retirements, options.audit);
+    this.refusals = new RefusalRecorder(this.retirements, options.trail);
     this.queue = makeQueue(config, this.redis);
     this.verifyQueue = makeVerifyQueue(config, this.redis);
     this.pool = new CipherPool(options.threads === undefined ? {} : { threads: options.threads });
@@ -209,7 +209,7 @@ export class CampaignWorker {
       await Promise.all(this.noting);
       await this.rotators.idle();
       await this.redis.quit();
-      await this.options.audit?.flush();
+      await this.options.trail?.flush();
       this.s3.destroy();
       this.kms.destroy();
     })();
@@ -218,7 +218,7 @@ export class CampaignWorker {
 
   private async plan(job: Job<ScheduleJob>): Promise<unknown> {
     const result = await runSchedule({ s3: this.s3, store: this.store, queue: this.queue, verifyQueue: this.verifyQueue, schedules: new ScheduleStore(this.redis, this.config.redisPrefix) }, job);
-    if (result.kind === 'planned' && result.spec) this.options.audit?.campaign('created', result.campaignId, result.spec);
+    if (result.kind === 'planned' && result.spec) this.options.trail?.campaign('created', result.campaignId, result.spec);
     const summary = result.kind === 'planned' ? { kind: result.kind, campaignId: result.campaignId } : result;
     this.log?.info({ schedule: job.data.s, ...summary }, 'scheduled run');
     return summary;
@@ -234,7 +234,7 @@ export class CampaignWorker {
         rotatorFor: (id, spec) => this.rotatorFor(id, spec).rotator,
         reportsFor: (id, spec) => openReportStore(this.s3, spec.reportTo, id),
         onSettled: (id) => requestVerification(this.verifyQueue, id),
-        observe: observeWith(this.options.metrics, this.options.audit, (outcome, campaign) => this.noteRefusal(outcome, campaign)),
+        observe: observeWith(this.options.metrics, this.options.trail, (outcome, campaign) => this.noteRefusal(outcome, campaign)),
       },
       job.data,
       job.id!,
@@ -257,7 +257,7 @@ export class CampaignWorker {
     const spec = await this.store.spec(id);
     const verification = await verifyCampaign({ s3: this.s3, kms: this.rotatorFor(id, spec).kms, reports: openReportStore(this.s3, spec.reportTo, id) }, spec);
     const state = await this.store.recordVerification(id, verification);
-    this.options.audit?.verified(id, state, verification);
+    this.options.trail?.verified(id, state, verification);
     // The campaign is over: its KMS batcher and cache go with it.
     this.rotators.delete(id);
     this.log?.info({ campaign: id, state, remaining: verification.remaining, unreadable: verification.unreadable }, 'campaign verified');
@@ -314,7 +314,7 @@ function cachedFor(ttlMs: number, check: () => Promise<boolean>): () => Promise<
  */
 function observeWith(
   metrics: RekeyMetrics | undefined,
-  audit: AuditTrail | undefined,
+  trail: AuditTrail | undefined,
   onFinal: (outcome: ObjectOutcome, campaign: string) => void,
 ): NonNullable<ProcessorDeps['observe']> {
   return (campaign, mode, refs) => {
@@ -323,7 +323,7 @@ function observeWith(
       const handle = inFlight.get(objectId(outcome.ref));
       if (!final) return handle?.release();
       handle?.done(outcome);
-      audit?.object(campaign, outcome);
+      trail?.object(campaign, outcome);
       onFinal(outcome, campaign);
     };
   };
