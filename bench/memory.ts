@@ -69,7 +69,7 @@ async function compiledRuntime(): Promise<ChildRuntime> {
   const tsconfig = {
     extends: join(ROOT, 'tsconfig.json'),
     compilerOptions: { outDir, rootDir: ROOT, sourceMap: false },
-    files: [join(ROOT, CHILD), join(ROOT, 'workers/cipher-thread.ts')],
+    files: [join(ROOT, CHILD), join(ROOT, 'src/crypto/cipher-thread.ts')],
     include: [],
   };
   await writeFile(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig));

@@ -36,6 +36,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { DEFAULT_MAX_UNSETTLED, planCampaign, type PlanResult } from '../src/campaign/planner.js';
 import { processBatch, type BatchRotator, type ProcessorDeps } from '../src/campaign/processor.js';
+import { UploadJournals } from '../src/campaign/upload-journals.js';
 import { batchesOf, connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, queuePrefix, type BatchJob } from '../src/campaign/queue.js';
 import { openReportStore } from '../src/campaign/report-store.js';
 import type { CampaignSpec } from '../src/campaign/spec.js';
@@ -242,7 +243,7 @@ async function measureSettled(config: Config, redis: Redis): Promise<SettledFigu
     const id = await store.create(benchSpec(reportDir, { skipVerification: true }));
     await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: OBJECTS });
     const jobs = batchesOf(id, Array.from({ length: OBJECTS }, (_, i) => refOf(i)), BATCH_SIZE);
-    const deps: ProcessorDeps = { s3, store, queue, rotatorFor: () => benchRotator, reportsFor: (campaignId, spec) => openReportStore(s3, spec.reportTo, campaignId) };
+    const deps: ProcessorDeps = { s3, store, journals: new UploadJournals(redis, prefix), queue, rotatorFor: () => benchRotator, reportsFor: (campaignId, spec) => openReportStore(s3, spec.reportTo, campaignId) };
     const run = (job: BatchJob, i: number) => processBatch(deps, job, batchIdOf(id, `0|start|${i}`));
     // One batch first, so the scripts are loaded and the connection warm before anything is counted.
     await run(jobs[0]!, 0);

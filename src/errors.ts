@@ -88,6 +88,19 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Any thrown value as a RekeyError, the one conversion of the code base: a RekeyError stays as it is,
+ * anything else is an unexpected failure that `unexpected` turns into one. The default keeps the
+ * message with reason `internal`; a layer with its own policy passes its own (crypto: cipherFailure).
+ */
+export function asRekeyError(err: unknown, unexpected: (cause: unknown) => RekeyError = internalFailure): RekeyError {
+  return err instanceof RekeyError ? err : unexpected(err);
+}
+
+function internalFailure(cause: unknown): RekeyError {
+  return new RekeyError('internal', cause instanceof Error ? cause.message : String(cause));
+}
+
 export function reasonOf(err: unknown): ReasonCode {
   return err instanceof RekeyError ? err.reason : 'internal';
 }

@@ -8,6 +8,7 @@ import { batchesOf, enqueue, refsOf, type BatchJob } from './queue.js';
 import type { ReportStore } from './report-store.js';
 import type { CampaignSpec, CampaignState } from './spec.js';
 import { objectId, type BatchInFlight, type CampaignStore } from './store.js';
+import type { UploadJournals } from './upload-journals.js';
 
 /** Rotates a batch of objects of one campaign; what the rotate layer offers the campaign layer. */
 export interface BatchRotator {
@@ -19,6 +20,7 @@ export interface BatchRotator {
 export interface ProcessorDeps {
   readonly s3: S3Client;
   readonly store: CampaignStore;
+  readonly journals: UploadJournals;
   readonly queue: Queue<BatchJob>;
   readonly rotatorFor: (campaignId: string, spec: CampaignSpec) => BatchRotator;
   readonly reportsFor: (campaignId: string, spec: CampaignSpec) => ReportStore;
@@ -63,7 +65,7 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, batchId: 
   const flight = store.inFlight(id, batchId);
   const before = await flight.load();
   const pending = refsOf(job).filter((ref) => !before.rows.has(objectId(ref)));
-  const journal = store.journal(id);
+  const journal = deps.journals.of(id);
   await abortLeftovers(deps.s3, journal, pending);
   const settled = deps.observe?.(id, spec.mode, pending);
 

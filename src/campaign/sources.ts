@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { ListObjectsV2Command, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
 import { ConfigError, RekeyError } from '../errors.js';
 import type { ObjectRef } from '../rotate/outcome.js';
 import { oldEnough } from '../rotate/target.js';
+import { END_CURSOR, listEntries, type ScopedEntry } from '../s3/listing.js';
 import { openPlainObject } from '../s3/report-objects.js';
 import type { CampaignSource } from './spec.js';
 
@@ -30,9 +31,6 @@ export interface ReadSourceOptions {
   readonly modifiedBefore?: number;
 }
 
-/** A saved cursor meaning the source has been read to its end. */
-export const END_CURSOR = 'end';
-
 export function parseS3Uri(uri: string): { bucket: string; key: string } {
   const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(uri);
   if (!m) throw new ConfigError(`${uri} is not an S3 URI: write s3://bucket/key`);
@@ -50,48 +48,6 @@ async function openS3Object(s3: S3Client, at: { bucket: string; key: string }): 
   /* Precondition: a manifest, an inventory manifest and its data files name objects that exist. */
   if (body === undefined) throw new RekeyError('gone', `s3://${at.bucket}/${at.key} does not exist`);
   return body;
-}
-
-/** One entry of a listing: an object, or with versions one version of it (delete markers are not objects). */
-export interface ListedEntry {
-  readonly key: string;
-  /** Undefined in a listing of current objects. */
-  readonly versionId: string | undefined;
-  readonly isLatest: boolean;
-  readonly size: number;
-  readonly lastModified: Date | undefined;
-}
-
-/**
- * A bucket's listing, page by page from a saved cursor: ListObjectsV2, or ListObjectVersions whose
- * cursor is the pair of markers it continues from (JSON, as keys may hold any character).
- */
-export async function* listEntries(
-  s3: S3Client,
-  at: { readonly bucket: string; readonly prefix: string },
-  cursor: string | undefined,
-  versions: boolean,
-): AsyncGenerator<{ entries: ListedEntry[]; cursor: string }> {
-  if (cursor === END_CURSOR) return;
-  const Bucket = at.bucket;
-  const Prefix = at.prefix || undefined;
-  let token = versions ? undefined : cursor;
-  let [keyMarker, versionIdMarker] = versions && cursor ? (JSON.parse(cursor) as [string, string | undefined]) : [undefined, undefined];
-  for (;;) {
-    let entries: ListedEntry[];
-    if (versions) {
-      const out = await s3.send(new ListObjectVersionsCommand({ Bucket, Prefix, KeyMarker: keyMarker, VersionIdMarker: versionIdMarker }));
-      entries = (out.Versions ?? []).map((v) => ({ key: v.Key ?? '', versionId: v.VersionId ?? 'null', isLatest: v.IsLatest === true, size: v.Size ?? 0, lastModified: v.LastModified }));
-      [keyMarker, versionIdMarker] = [out.NextKeyMarker, out.NextVersionIdMarker];
-      token = out.IsTruncated ? JSON.stringify([keyMarker, versionIdMarker]) : undefined;
-    } else {
-      const out = await s3.send(new ListObjectsV2Command({ Bucket, Prefix, ContinuationToken: token }));
-      entries = (out.Contents ?? []).map((o) => ({ key: o.Key ?? '', versionId: undefined, isLatest: true, size: o.Size ?? 0, lastModified: o.LastModified }));
-      token = out.IsTruncated ? out.NextContinuationToken : undefined;
-    }
-    yield { entries: entries.filter((e) => e.key !== ''), cursor: token ?? END_CURSOR };
-    if (!token) return;
-  }
 }
 
 /**
@@ -214,7 +170,7 @@ export async function* readSource(
 }
 
 /**
- * A campaign's scope as the audit engine reads it: the same entries the planner planned (readSource),
+ * A campaign's scope as the key-usage scan reads it: the same entries the planner planned (readSource),
  * with their dates where a listing gives them. One definition of scope for both.
  */
 export async function* scopeEntries(
@@ -232,5 +188,3 @@ export async function* scopeEntries(
     yield page.refs.map((ref) => ({ bucket: ref.bucket, key: ref.key, versionId: ref.versionId, isLatest: ref.versionId === undefined, size: 0, lastModified: undefined }));
   }
 }
-
-export type ScopedEntry = ListedEntry & { readonly bucket: string };

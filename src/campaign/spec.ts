@@ -51,6 +51,13 @@ export interface CampaignSpec {
  */
 export type CampaignState = 'planning' | 'running' | 'paused' | 'cancelled' | 'verifying' | 'done' | 'done-with-remainder';
 
+/** States of a campaign that sends KMS no more requests (`done-with-remainder`: its closing verification found entries left). */
+const FINISHED_STATES: ReadonlySet<CampaignState> = new Set(['done', 'done-with-remainder', 'cancelled']);
+
+export function isFinished(state: CampaignState): boolean {
+  return FINISHED_STATES.has(state);
+}
+
 /** Planning lists its sources, or waits while too many planned objects are unsettled. */
 export type PlanActivity = 'listing' | 'backpressure';
 

@@ -2,16 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../config/clients.js';
 import { RekeyError } from '../errors.js';
+import { defineLuaCommands, loadLuaCommands } from '../redis/lua-commands.js';
 import type { IntentLog, WriteIntent } from '../rotate/intent.js';
 import type { ObjectOutcome, ObjectRef } from '../rotate/outcome.js';
-import type { DurableUploadJournal, UploadIntent } from '../s3/upload-journal.js';
 import type { CampaignSpec, CampaignState, CampaignStatus, PlanActivity, Verification } from './spec.js';
 
 /**
  * A campaign's state in Redis: counters, counts by reason, the plan's cursors, a marker per recorded
  * batch, and the in-flight state of batches being processed. The rows themselves go to the campaign's
  * ReportStore, so Redis holds a few bytes per object whatever the campaign's size. Every key of one
- * campaign carries the hash tag `{id}`, so the scripts below stay single-slot on Redis Cluster. A
+ * campaign carries the hash tag `{id}`, so its scripts (commands/*.lua) stay single-slot on Redis Cluster. A
  * batch is counted exactly once: a re-delivered job or a second worker cannot count it twice, and
  * within a batch each object settles once.
  */
@@ -20,7 +20,7 @@ export class CampaignStore {
     private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {
-    defineScripts(redis);
+    defineLuaCommands(redis, COMMANDS);
   }
 
   private get scripts(): ScriptedRedis {
@@ -28,15 +28,13 @@ export class CampaignStore {
   }
 
   private keys(id: string) {
-    const base = `${this.prefix}:campaign:{${id}}`;
+    const base = campaignKey(this.prefix, id);
     return {
       main: base,
       reasons: `${base}:reasons`,
       batches: `${base}:batches`,
       sourceKeys: `${base}:source-keys`,
       plan: `${base}:plan`,
-      uploads: `${base}:uploads`,
-      uploadIntents: `${base}:upload-intents`,
       /** Objects whose envelope a rekey is moving out of their instruction file, from intent to outcome. */
       moving: `${base}:moving`,
     };
@@ -254,38 +252,6 @@ export class CampaignStore {
     const ok = (await this.scripts.rekeyVerified(this.keys(id).main, state, JSON.stringify(verification), Date.now())) as number;
     return ok === 1 ? state : await this.state(id);
   }
-
-  /** The multipart-upload journal of a campaign, so a killed worker's uploads are aborted later. */
-  journal(id: string): DurableUploadJournal {
-    const { uploads: key, uploadIntents } = this.keys(id);
-    const redis = this.redis;
-    const intentField = (u: { bucket: string; key: string }) => `${u.bucket}/${u.key}`;
-    return {
-      async starting(intent) {
-        await redis.hset(uploadIntents, intentField(intent), JSON.stringify(intent));
-      },
-      async started(u) {
-        await redis
-          .multi()
-          .hset(key, u.uploadId, JSON.stringify({ bucket: u.bucket, key: u.key }))
-          .hdel(uploadIntents, intentField(u))
-          .exec();
-      },
-      async intents() {
-        return Object.values(await redis.hgetall(uploadIntents)).map((v) => JSON.parse(v) as UploadIntent);
-      },
-      async dropIntent(intent) {
-        await redis.hdel(uploadIntents, intentField(intent));
-      },
-      async finished(u) {
-        await redis.hdel(key, u.uploadId);
-      },
-      async open() {
-        const all = await redis.hgetall(key);
-        return Object.entries(all).map(([uploadId, v]) => ({ uploadId, ...(JSON.parse(v) as { bucket: string; key: string }) }));
-      },
-    };
-  }
 }
 
 export interface PlanStep {
@@ -301,6 +267,14 @@ export interface PlanStep {
  * `cancelled`: counted, but the campaign was cancelled, so planning stops.
  */
 export type PlanAdvance = 'advanced' | 'superseded' | 'cancelled';
+
+/**
+ * The key of a campaign's main hash, and the stem of its other keys: the hash tag `{id}` puts them all
+ * in one slot of a Redis Cluster.
+ */
+export function campaignKey(prefix: string, id: string): string {
+  return `${prefix}:campaign:{${id}}`;
+}
 
 export function newCampaignId(): string {
   return randomUUID().slice(0, 8);
@@ -367,109 +341,4 @@ interface ScriptedRedis extends Redis {
   rekeyAdvancePlan(...args: (string | number)[]): Promise<unknown>;
 }
 
-/**
- * A campaign whose plan is complete and whose every object has an outcome has settled: it waits for
- * its closing verification (`verifying`), or is done at once when it is cancelled or its spec skips
- * the verification. Returns 1 when this call moved it to `verifying`.
- */
-const FINISH_IF_DONE = `
-local function finish_if_done(main, now)
-  local h = redis.call('HMGET', main, 'planComplete', 'planned', 'done', 'state', 'skipVerification')
-  if h[1] == '1' and tonumber(h[3]) >= tonumber(h[2]) and (h[4] == 'running' or h[4] == 'planning' or h[4] == 'paused' or h[4] == 'cancelled') then
-    if h[4] == 'cancelled' or h[5] == '1' then
-      if h[4] ~= 'cancelled' then redis.call('HSET', main, 'state', 'done') end
-      redis.call('HSETNX', main, 'finishedAt', now)
-      return 0
-    end
-    redis.call('HSET', main, 'state', 'verifying')
-    return 1
-  end
-  return 0
-end
-`;
-
-function defineScripts(redis: RedisClient): void {
-  if ((redis as unknown as Partial<ScriptedRedis>).rekeyRecordBatch) return;
-  // KEYS: main, reasons, batches (markers), the batch's rows hash, its intents hash, source keys.
-  // ARGV: batch id, now, done, rotated, skipped, failed, bytesRead, bytesWritten, n reasons,
-  //       then n (label, count) pairs, then the source key ids of its rotated rows.
-  redis.defineCommand('rekeyRecordBatch', {
-    numberOfKeys: 6,
-    lua: `${FINISH_IF_DONE}
-      if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return 'duplicate' end
-      redis.call('HINCRBY', KEYS[1], 'done', ARGV[3])
-      redis.call('HINCRBY', KEYS[1], 'rotated', ARGV[4])
-      redis.call('HINCRBY', KEYS[1], 'skipped', ARGV[5])
-      redis.call('HINCRBY', KEYS[1], 'failed', ARGV[6])
-      redis.call('HINCRBY', KEYS[1], 'bytesRead', ARGV[7])
-      redis.call('HINCRBY', KEYS[1], 'bytesWritten', ARGV[8])
-      local n = tonumber(ARGV[9])
-      for i = 0, n - 1 do redis.call('HINCRBY', KEYS[2], ARGV[10 + 2 * i], ARGV[11 + 2 * i]) end
-      for i = 10 + 2 * n, #ARGV do redis.call('SADD', KEYS[6], ARGV[i]) end
-      redis.call('DEL', KEYS[4], KEYS[5])
-      if finish_if_done(KEYS[1], ARGV[2]) == 1 then return 'verify' end
-      return 'recorded'`,
-  });
-  // KEYS: batches (markers), the batch's rows hash. ARGV: batch id. Nil once the batch is recorded.
-  redis.defineCommand('rekeyClaimRows', {
-    numberOfKeys: 2,
-    lua: `
-      if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return false end
-      return redis.call('HGETALL', KEYS[2])`,
-  });
-  // KEYS: main, reasons, batches (markers). ARGV: the marker of this forgetting, failed count,
-  //       n reasons, then n (label, count) pairs.
-  redis.defineCommand('rekeyForgetFailures', {
-    numberOfKeys: 3,
-    lua: `
-      if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return 0 end
-      redis.call('HINCRBY', KEYS[1], 'done', -tonumber(ARGV[2]))
-      redis.call('HINCRBY', KEYS[1], 'failed', -tonumber(ARGV[2]))
-      local n = tonumber(ARGV[3])
-      for i = 0, n - 1 do redis.call('HINCRBY', KEYS[2], ARGV[4 + 2 * i], -tonumber(ARGV[5 + 2 * i])) end
-      redis.call('HDEL', KEYS[1], 'finishedAt', 'verification')
-      redis.call('HSET', KEYS[1], 'state', 'running')
-      return 1`,
-  });
-  // KEYS: main. ARGV: the final state, the verification (JSON), now. Only a verifying campaign ends so.
-  redis.defineCommand('rekeyVerified', {
-    numberOfKeys: 1,
-    lua: `
-      if redis.call('HGET', KEYS[1], 'state') ~= 'verifying' then return 0 end
-      redis.call('HSET', KEYS[1], 'state', ARGV[1], 'verification', ARGV[2])
-      redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[3])
-      return 1`,
-  });
-  // KEYS: main. ARGV: the new state, now, then the states it may move from.
-  redis.defineCommand('rekeyTransition', {
-    numberOfKeys: 1,
-    lua: `
-      local state = redis.call('HGET', KEYS[1], 'state')
-      for i = 3, #ARGV do
-        if state == ARGV[i] then
-          redis.call('HSET', KEYS[1], 'state', ARGV[1])
-          return 1
-        end
-      end
-      return 0`,
-  });
-  // Jobs of a page are queued before it is counted, so a page of a campaign cancelled meanwhile is
-  // still counted: its jobs end as skipped:cancelled and done never exceeds planned.
-  redis.defineCommand('rekeyAdvancePlan', {
-    numberOfKeys: 2,
-    lua: `
-      local at = redis.call('HGET', KEYS[2], ARGV[1])
-      if (at or '') ~= ARGV[2] then return 'superseded' end
-      redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-      redis.call('HINCRBY', KEYS[1], 'planned', ARGV[4])
-      if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then return 'cancelled' end
-      return 'advanced'`,
-  });
-  redis.defineCommand('rekeyCompletePlan', {
-    numberOfKeys: 1,
-    lua: `${FINISH_IF_DONE}
-      redis.call('HSET', KEYS[1], 'planComplete', '1')
-      if redis.call('HGET', KEYS[1], 'state') == 'planning' then redis.call('HSET', KEYS[1], 'state', 'running') end
-      return finish_if_done(KEYS[1], ARGV[1])`,
-  });
-}
+const COMMANDS = loadLuaCommands(new URL('./commands/', import.meta.url), 'rekey');

@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { KmsBatcher } from '../kms/batcher.js';
-import { scanScope, type AuditFinding } from './audit.js';
+import { scanScope, type UsageFinding } from '../usage/scan.js';
 import type { ReportStore } from './report-store.js';
 import { scopeEntries } from './sources.js';
 import { REMAINDER_KINDS, type CampaignSpec, type RemainderKind, type Verification } from './spec.js';
@@ -24,14 +24,14 @@ export interface Remainder {
   readonly message: string | undefined;
 }
 
-export function remainderKind(f: AuditFinding): RemainderKind {
+export function remainderKind(f: UsageFinding): RemainderKind {
   if (f.status === 'unreadable') return 'unreadable';
   if (f.kind !== 'object') return f.kind;
   return f.isLatest ? 'object' : 'noncurrent-version';
 }
 
 /**
- * The closing verification: the campaign's scope re-scanned with the audit engine (the same entries
+ * The closing verification: the campaign's scope re-scanned with the key-usage scan (the same entries
  * the planner planned, the same classification as `rekey audit`), counting what remains under the
  * campaign's source keys (its --source-key, else every key but the target) and what could not be
  * read. The rows go to the report store; the counts are returned for the campaign's state.

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Command } from 'commander';
-import { auditKeyUsage, type AuditFinding, type AuditSummary } from '../campaign/audit.js';
-import { openConfiguredAuditTrail } from '../campaign/audit-trail.js';
-import { RefusalRecorder, RetirementStore } from '../campaign/retirement-store.js';
+import { scanKeyUsage, type UsageFinding, type UsageSummary } from '../usage/scan.js';
+import { openConfiguredAuditTrail } from '../trail/audit-trail.js';
+import { RefusalRecorder, RetirementStore } from '../retirement/store.js';
 import { makeKmsClient, makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { KmsBatcher } from '../kms/batcher.js';
@@ -37,13 +37,13 @@ its ciphertext is dropped. No plaintext data key is ever held. Needs kms:ReEncry
 the keys in use and kms:ReEncryptTo on the probe key.`;
 
 /** One entry under the key, or unreadable, as a line of text. */
-export function describeFinding(f: AuditFinding): string {
+export function describeFinding(f: UsageFinding): string {
   const where = `s3://${f.bucket}/${f.key}${f.versionId && !f.isLatest ? `?versionId=${f.versionId}` : ''}`;
   const what = f.status === 'under-key' ? `${f.format} ${f.kind}${f.isLatest ? '' : ', noncurrent'}` : `${f.reason}: ${f.message}`;
   return `${f.status.padEnd(10)} ${where} (${what})`;
 }
 
-function describeSummary(s: AuditSummary): string {
+function describeSummary(s: UsageSummary): string {
   const counts = (r: Record<string, number>) => Object.entries(r).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
   return [
     `audit of s3://${s.bucket}/${s.prefix} for ${s.keyArn}${s.includeVersions ? ', with noncurrent versions' : ''}`,
@@ -57,7 +57,7 @@ function describeSummary(s: AuditSummary): string {
 }
 
 /** The KMS client behind an audit's probes, paced by a rate limit of its own. */
-export function auditBatcher(config: Config, kms: KMSClient, redis: RedisClient, ratePerSecond: number): KmsBatcher {
+export function usageScanBatcher(config: Config, kms: KMSClient, redis: RedisClient, ratePerSecond: number): KmsBatcher {
   return new KmsBatcher({ kms, limiter: new RedisRateLimiter({ redis, prefix: config.redisPrefix, campaign: `audit-${randomUUID().slice(0, 8)}`, ratePerSecond }) });
 }
 
@@ -79,12 +79,12 @@ export function registerAudit(program: Command): void {
       const s3 = makeS3Client(config);
       const redis = makeRedis(config);
       const trail = await openConfiguredAuditTrail(config);
-      const refused: AuditFinding[] = [];
+      const refused: UsageFinding[] = [];
       try {
         const keyArn = await resolveKeyArn(kms, flags.key, 'audited key', { usable: false });
         const probeKeyArn = await resolveKeyArn(kms, flags.probeKey ?? flags.key, flags.probeKey ? 'probe key' : 'probe key (--key, unless --probe-key names another)', { usable: true });
-        const summary = await auditKeyUsage(
-          { s3, kms: auditBatcher(config, kms, redis, flags.kmsRate) },
+        const summary = await scanKeyUsage(
+          { s3, kms: usageScanBatcher(config, kms, redis, flags.kmsRate) },
           { bucket: flags.bucket, prefix: flags.prefix ?? '', keyArn, probeKeyId: probeKeyArn, includeVersions: flags.includeVersions === true },
           (finding) => {
             if (finding.reason === 'kms-disabled') refused.push(finding);

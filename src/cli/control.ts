@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { recordAudit } from '../campaign/audit-trail.js';
+import { recordInAuditTrail } from '../trail/audit-trail.js';
 import { makeQueue } from '../campaign/queue.js';
 import { openReportStore } from '../campaign/report-store.js';
 import { retryFailed } from '../campaign/retry.js';
@@ -69,7 +69,7 @@ export function registerControl(program: Command): void {
           if (!(await store.transition(id, t.from, t.to))) {
             throw new StateConflictError(`campaign ${id} is ${await store.state(id)}; ${verb} works on ${t.from.join(' or ')} campaigns`);
           }
-          await recordAudit(config, (trail) => trail.campaign(t.event, id));
+          await recordInAuditTrail(config, (trail) => trail.campaign(t.event, id));
           process.stdout.write(`campaign ${id}: ${t.to}\n`);
         });
       });
@@ -92,7 +92,7 @@ export function registerControl(program: Command): void {
           await queue.close();
           s3.destroy();
         }
-        await recordAudit(config, (trail) => trail.campaign('retried', id));
+        await recordInAuditTrail(config, (trail) => trail.campaign('retried', id));
         process.stdout.write(`campaign ${id}: ${queued} failed objects queued again\n`);
       });
     });

@@ -1,9 +1,9 @@
-import { ListKeysCommand } from '@aws-sdk/client-kms';
-import { ListBucketsCommand } from '@aws-sdk/client-s3';
 import type { Command } from 'commander';
 import { Cluster } from 'ioredis';
 import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
+import { probeKms } from '../kms/probe.js';
+import { probeS3 } from '../s3/probe.js';
 
 export interface Check {
   readonly part: 'redis' | 's3' | 'kms';
@@ -44,11 +44,11 @@ async function checkAws(part: 'kms' | 's3', config: Config): Promise<Check> {
   try {
     if (part === 's3') {
       const s3 = makeS3Client(config, { retries: 'none' });
-      await s3.send(new ListBucketsCommand({}));
+      await probeS3(s3);
       s3.destroy();
     } else {
       const kms = makeKmsClient(config, { retries: 'none' });
-      await kms.send(new ListKeysCommand({ Limit: 1 }));
+      await probeKms(kms);
       kms.destroy();
     }
     return { part, ok: true, detail: endpoint };

@@ -1,13 +1,13 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { configuredActor, openConfiguredAuditTrail } from '../campaign/audit-trail.js';
-import { cancelRetirement, iso, listRetirements, retireKey, RetirementRefused, scheduleDeletion, type RetireRefusal, type RetirementClock, type RetirementDeps, type StepResult } from '../campaign/retirement.js';
-import { RefusalRecorder, RetirementStore, type Retirement, type RetirementScope, type RetirementStep } from '../campaign/retirement-store.js';
+import { configuredActor, openConfiguredAuditTrail } from '../trail/audit-trail.js';
+import { cancelRetirement, iso, listRetirements, retireKey, RetirementRefused, scheduleDeletion, type RetireRefusal, type RetirementClock, type RetirementDeps, type StepResult } from '../retirement/retirement.js';
+import { RefusalRecorder, RetirementStore, type Retirement, type RetirementScope, type RetirementStep } from '../retirement/store.js';
 import { CampaignStore } from '../campaign/store.js';
 import { makeKmsClient, makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError, RekeyError } from '../errors.js';
 import { PENDING_WINDOW_DAYS } from '../kms/key-lifecycle.js';
-import { auditBatcher, describeFinding } from './audit.js';
+import { usageScanBatcher, describeFinding } from './audit.js';
 import { duration, formatDurationFlag, positiveInt } from './options.js';
 import { EXIT } from './program.js';
 
@@ -126,25 +126,25 @@ export function retirementClock(store: RetirementStore, env: NodeJS.ProcessEnv =
 async function withRetirementDeps<T>(config: Config, flags: Pick<RetireFlags, 'kmsRate' | 'json'>, fn: (deps: RetirementDeps) => Promise<T>): Promise<T> {
   const kmsClient = makeKmsClient(config);
   const s3 = makeS3Client(config);
-  const audit = await openConfiguredAuditTrail(config);
+  const trail = await openConfiguredAuditTrail(config);
   try {
     return await withOneShotRedis(config, async (redis) => {
       const store = new RetirementStore(redis, config.redisPrefix);
       return fn({
         s3,
         kmsClient,
-        kms: auditBatcher(config, kmsClient, redis, flags.kmsRate),
+        kms: usageScanBatcher(config, kmsClient, redis, flags.kmsRate),
         store,
         campaigns: new CampaignStore(redis, config.redisPrefix),
-        refusals: new RefusalRecorder(store, audit),
-        audit,
+        refusals: new RefusalRecorder(store, trail),
+        trail,
         actor: await configuredActor(config),
         clock: retirementClock(store),
         onFinding: (finding) => process.stdout.write(`${flags.json ? JSON.stringify(finding) : describeFinding(finding)}\n`),
       });
     });
   } finally {
-    await audit.flush();
+    await trail.flush();
     s3.destroy();
     kmsClient.destroy();
   }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { createSchedule, makePlanQueue, newScheduleId, nextFiring, removeSchedule, ScheduleStore, type Schedule, type ScheduleDeps } from '../campaign/schedule.js';
 import type { CampaignSpec } from '../campaign/spec.js';
-import { recordAudit } from '../campaign/audit-trail.js';
+import { recordInAuditTrail } from '../trail/audit-trail.js';
 import { CampaignStore } from '../campaign/store.js';
 import { makeRedis } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
@@ -69,7 +69,7 @@ export function registerSchedules(program: Command): void {
       const config = loadConfig();
       await withSchedules(config, async (deps) => {
         if (!(await removeSchedule(deps, id))) throw new ConfigError(`no schedule ${id}: run rekey schedules to list them`);
-        await recordAudit(config, (trail) => trail.schedule('removed', id));
+        await recordInAuditTrail(config, (trail) => trail.schedule('removed', id));
         process.stdout.write(`schedule ${id}: removed\n`);
       });
     });

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { openConfiguredAuditTrail, recordAudit, type AuditTrail } from '../campaign/audit-trail.js';
+import { openConfiguredAuditTrail, recordInAuditTrail, type AuditTrail } from '../trail/audit-trail.js';
 import { estimatePlan, planCampaign } from '../campaign/planner.js';
 import { makeQueue, makeVerifyQueue } from '../campaign/queue.js';
 import { normaliseReportLocation } from '../campaign/report-store.js';
 import { ageCutoff, type CampaignSpec, type CampaignStatus } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
-import { CampaignWorker } from '../campaign/worker.js';
+import { CampaignWorker } from '../worker/campaign-worker.js';
 import { makeKmsClient, makeRedis, makeS3Client } from '../config/clients.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
@@ -88,7 +88,7 @@ function print(flags: { json?: boolean }, data: unknown, text: string): void {
 }
 
 /** Creates and plans a campaign; with --dry-run only estimates it. Returns the campaign id. */
-async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrail, command: 'start' | 'run'): Promise<string | undefined> {
+async function startCampaign(config: Config, flags: StartFlags, trail: AuditTrail, command: 'start' | 'run'): Promise<string | undefined> {
   const spec = await specFrom(config, flags, command);
   const s3 = makeS3Client(config);
   const redis = makeRedis(config);
@@ -107,7 +107,7 @@ async function startCampaign(config: Config, flags: StartFlags, audit: AuditTrai
     }
     const store = new CampaignStore(redis, config.redisPrefix);
     const id = await store.create(spec);
-    audit.campaign('created', id, spec);
+    trail.campaign('created', id, spec);
     await planCampaign({ s3, store, queue, verifyQueue }, id, { onBackpressure: () => process.stderr.write(`campaign ${id}: planning waits for workers (${spec.maxUnsettled} objects unsettled; see: rekey status ${id})\n`) });
     const status = await store.status(id);
     print(flags, { id, planned: status.planned }, `campaign ${id} planned: ${status.planned} objects (see: rekey status ${id} --watch)`);
@@ -139,14 +139,14 @@ export function registerStart(program: Command): void {
       const config = loadConfig();
       if (flags.every !== undefined) {
         const schedule = await scheduleCampaign(config, await specFrom(config, flags, 'start'), { everyMs: flags.every, minAgeMs: flags.minAge ?? 0 });
-        await recordAudit(config, (trail) => trail.schedule('created', schedule.id, schedule));
+        await recordInAuditTrail(config, (trail) => trail.schedule('created', schedule.id, schedule));
         const text = `${describeSchedule(schedule)}\n  the first run starts when a worker takes it; see: rekey schedules (rekey unschedule ${schedule.id} stops it)`;
         print(flags, { schedule: schedule.id, every: formatDurationFlag(schedule.everyMs), minAge: formatDurationFlag(schedule.minAgeMs) }, text);
         return;
       }
-      const audit = await openConfiguredAuditTrail(config);
-      await startCampaign(config, flags, audit, 'start');
-      await audit.flush();
+      const trail = await openConfiguredAuditTrail(config);
+      await startCampaign(config, flags, trail, 'start');
+      await trail.flush();
     });
 
   addStartOptions(program.command('run'))
@@ -156,15 +156,15 @@ export function registerStart(program: Command): void {
     .option('--no-watch', 'print only the final summary')
     .action(async (flags: StartFlags & { concurrency: number; threads?: number; watch: boolean }) => {
       const config = loadConfig();
-      const audit = await openConfiguredAuditTrail(config);
+      const trail = await openConfiguredAuditTrail(config);
       const worker = new CampaignWorker(
         config,
-        { concurrency: flags.concurrency, audit, ...(flags.threads ? { threads: flags.threads } : {}) },
+        { concurrency: flags.concurrency, trail, ...(flags.threads ? { threads: flags.threads } : {}) },
         makeLogger(config.logLevel),
       );
       const running = worker.run();
       try {
-        const id = await startCampaign(config, { ...flags, json: flags.json ?? false }, audit, 'run');
+        const id = await startCampaign(config, { ...flags, json: flags.json ?? false }, trail, 'run');
         if (id === undefined) return;
         const redis = makeRedis(config);
         try {

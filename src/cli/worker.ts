@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { openConfiguredAuditTrail } from '../campaign/audit-trail.js';
-import { CampaignWorker } from '../campaign/worker.js';
+import { openConfiguredAuditTrail } from '../trail/audit-trail.js';
+import { CampaignWorker } from '../worker/campaign-worker.js';
 import { loadConfig } from '../config/config.js';
 import { makeLogger, type Logger } from '../log/logger.js';
 import { createMetrics, registerScrapeTarget, startMetricsServer, type RekeyMetrics } from '../metrics/index.js';
@@ -63,7 +63,7 @@ export function registerWorker(program: Command): void {
           concurrency: flags.concurrency,
           lockDurationMs: flags.lockSeconds * 1000,
           metrics,
-          audit: await openConfiguredAuditTrail(config),
+          trail: await openConfiguredAuditTrail(config),
           ...(flags.threads ? { threads: flags.threads } : {}),
         },
         log,

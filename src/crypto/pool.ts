@@ -17,7 +17,7 @@ export interface CipherPoolOptions {
   readonly chunkSize?: number;
   /** Input bytes one stream may have inside a thread at once (at least one chunk). Default 4 MiB. */
   readonly maxInFlightBytes?: number;
-  /** The thread entry module. Default: `workers/cipher-thread` of this build. */
+  /** The thread entry module. Default: `cipher-thread` beside this module in this build. */
   readonly threadEntry?: URL;
 }
 
@@ -48,9 +48,9 @@ export type ByteSource = AsyncIterable<Uint8Array> | Readable;
 const MiB = 1024 * 1024;
 const SHUTDOWN_GRACE_MS = 5_000;
 
-/** `.ts` under tsx (tests, benchmarks), `.js` in dist/, where src/crypto and workers keep their relative layout. */
+/** `.ts` under tsx (tests, benchmarks), `.js` in dist/: the entry sits beside this module in both. */
 const MODULE_EXTENSION = extname(fileURLToPath(import.meta.url));
-export const CIPHER_THREAD_ENTRY = new URL(`../../workers/cipher-thread${MODULE_EXTENSION}`, import.meta.url);
+export const CIPHER_THREAD_ENTRY = new URL(`./cipher-thread${MODULE_EXTENSION}`, import.meta.url);
 
 /**
  * Runs content ciphers in worker threads so the event loop stays free. Streams are multiplexed over the

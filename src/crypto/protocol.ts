@@ -1,4 +1,4 @@
-import { CipherError, FormatError, RekeyError } from '../errors.js';
+import { asRekeyError, CipherError, FormatError, RekeyError } from '../errors.js';
 import type { ReasonCode } from '../errors.js';
 import type { DecryptParams, EncryptParams } from './specs.js';
 
@@ -39,9 +39,17 @@ export interface WireError {
   readonly message: string;
 }
 
-/** Everything leaving the crypto layer is a RekeyError; an unexpected failure is `internal`, cause kept. */
-export function asRekeyError(err: unknown): RekeyError {
-  return err instanceof RekeyError ? err : new CipherError('internal', 'cipher failed unexpectedly', { cause: err });
+/**
+ * The crypto layer's policy for src/errors.ts asRekeyError: an unexpected failure is a CipherError
+ * `internal` whose message says nothing of the data, the cause kept for the logs of this process only.
+ */
+export function cipherFailure(cause: unknown): RekeyError {
+  return new CipherError('internal', 'cipher failed unexpectedly', { cause });
+}
+
+/** Everything leaving the crypto layer is a RekeyError: src/errors.ts asRekeyError with cipherFailure. */
+export function asCipherLayerError(err: unknown): RekeyError {
+  return asRekeyError(err, cipherFailure);
 }
 
 export function toWireError(err: RekeyError): WireError {

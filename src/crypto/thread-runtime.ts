@@ -3,7 +3,7 @@ import { CipherError } from '../errors.js';
 import { primeAllocator } from './allocator.js';
 import { ChainCore } from './cores.js';
 import type { CipherCore } from './cores.js';
-import { asRekeyError, toWireError } from './protocol.js';
+import { asCipherLayerError as asRekeyError, toWireError } from './protocol.js';
 import type { FromThread, ToThread } from './protocol.js';
 import { mapKey, openDecryptCore, openEncryptCore } from './specs.js';
 

@@ -3,11 +3,10 @@ import { performance } from 'node:perf_hooks';
 import { DecryptCommand, GenerateDataKeyCommand, ReEncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { ReasonCode } from '../errors.js';
+import type { EncryptionContext } from '../formats/envelope.js';
 import { classifyKmsError, KmsError, type KmsOperation } from './errors.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { DEFAULT_RETRY, withRetry, type RetryOptions } from './retry.js';
-
-export type EncryptionContext = Readonly<Record<string, string>>;
 
 export interface RewrapRequest {
   readonly wrappedKey: Uint8Array;
@@ -28,8 +27,11 @@ export type RewrapResult =
     }
   | { readonly ok: false; readonly error: KmsError };
 
-/** A fresh data key. The caller owns `plaintext` and must zero it (`plaintext.fill(0)`) after use. */
-export interface DataKey {
+/**
+ * A fresh data key as KMS GenerateDataKey returns it: plaintext and wrapped. The caller owns `plaintext`
+ * and must zero it (`plaintext.fill(0)`) after use, or hand it to crypto's DataKey (`DataKey.adopt`).
+ */
+export interface GeneratedDataKey {
   readonly plaintext: Buffer;
   readonly wrappedKey: Uint8Array;
   readonly keyId: string;
@@ -133,7 +135,7 @@ export class KmsBatcher {
   }
 
   /** A fresh AES-256 data key under `keyId` bound to `context`, for the `rekey` mode. */
-  async generateDataKey(keyId: string, context: EncryptionContext): Promise<DataKey> {
+  async generateDataKey(keyId: string, context: EncryptionContext): Promise<GeneratedDataKey> {
     const out = await this.call('GenerateDataKey', () =>
       this.kms.send(
         new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: contextOrUndefined(context) }),

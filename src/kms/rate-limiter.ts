@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cluster, Redis } from 'ioredis';
+import { defineLuaCommands, loadLuaCommands } from '../redis/lua-commands.js';
 
 /** Anything that paces KMS calls; `acquire` resolves when the caller may make one call. */
 export interface RateLimiter {
@@ -22,29 +23,8 @@ export interface RedisRateLimiterOptions {
 
 const COMMAND = 'rekeyKmsRateReserve';
 
-/**
- * GCRA, the token bucket kept as one number: the theoretical arrival time (TAT) of the next call, in
- * microseconds of Redis' clock, so hosts with skewed clocks still share one schedule. Every call
- * reserves the next slot and learns how long to wait for it, so waiting needs no polling and callers
- * are served in order. A slot reserved by a caller that then dies is lost, which only errs on the
- * slow side. The key expires once its TAT has passed, when it would no longer matter.
- * `%.0f` because Lua 5.1's tostring rounds numbers this large to 14 digits; `ceil` so rounding
- * errs on the slow side.
- */
-const RESERVE_LUA = `
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local stored = redis.call('GET', KEYS[1])
-local tat = stored and tonumber(stored) or now
-if tat < now then tat = now end
-local wait = tat - tolerance - now
-if wait < 0 then wait = 0 end
-local nextTat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', math.ceil(nextTat)), 'PX', math.ceil((nextTat - now) / 1000) + 1000)
-return wait
-`;
+/** The GCRA reservation: commands/kmsRateReserve-1.lua says how it paces calls. */
+const COMMANDS = loadLuaCommands(new URL('./commands/', import.meta.url), 'rekey');
 
 type ReservingRedis = (Redis | Cluster) & {
   [COMMAND](key: string, intervalMicros: number, toleranceMicros: number): Promise<number>;
@@ -75,7 +55,7 @@ export class RedisRateLimiter implements RateLimiter {
     this.key = kmsRateKey(options.prefix, options.campaign);
     this.intervalMicros = 1_000_000 / rate;
     this.toleranceMicros = (burst - 1) * this.intervalMicros;
-    options.redis.defineCommand(COMMAND, { numberOfKeys: 1, lua: RESERVE_LUA });
+    defineLuaCommands(options.redis, COMMANDS);
     this.redis = options.redis as ReservingRedis;
   }
 

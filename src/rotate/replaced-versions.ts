@@ -1,9 +1,10 @@
-import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { RekeyError } from '../errors.js';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { asRekeyError, RekeyError } from '../errors.js';
 import { inspectMetadata, kmsEncryptionContext, parseEnvelope, requireKmsWrap, type KmsEnvelope } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
 import { s3Failure } from '../s3/errors.js';
 import { headObject, readSmallObject } from '../s3/snapshot.js';
+import { deleteVersion } from '../s3/versioning.js';
 import { notRotated, type Mode, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type VersionRef } from './outcome.js';
 import type { RotationTarget } from './target.js';
 
@@ -132,7 +133,7 @@ export class ReplacedVersions {
     const deleted: VersionRef[] = [];
     for (const version of item.replaced) {
       try {
-        await this.deps.s3.send(new DeleteObjectCommand({ Bucket: item.bucket, Key: version.key, VersionId: version.versionId }));
+        await deleteVersion(this.deps.s3, item.bucket, version.key, version.versionId);
       } catch (err) {
         const failure = s3Failure(err, `DELETE s3://${item.bucket}/${version.key}?versionId=${version.versionId}`);
         // Already gone is as good as deleted; anything else leaves the version for the user.
@@ -168,8 +169,4 @@ export function settledOutcome(outcome: ObjectOutcome, settlement: Settlement, r
       return notRotated(outcome.ref, outcome.mode, settlement.error.reason, message, outcome);
     }
   }
-}
-
-function asRekeyError(err: unknown): RekeyError {
-  return err instanceof RekeyError ? err : new RekeyError('internal', err instanceof Error ? err.message : String(err));
 }

@@ -1,4 +1,4 @@
-import { GetBucketVersioningCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetBucketVersioningCommand, type S3Client } from '@aws-sdk/client-s3';
 import { s3Failure } from './errors.js';
 
 /**
@@ -12,4 +12,12 @@ export async function mayHoldVersions(s3: S3Client, bucket: string): Promise<boo
   } catch (err) {
     throw s3Failure(err, `GetBucketVersioning s3://${bucket}`);
   }
+}
+
+/**
+ * Deletes one version of an object, by its id only: never the object's current version by name. Errors
+ * are the SDK's, so the caller tells `gone` (as good as deleted) from a refusal with s3Failure.
+ */
+export async function deleteVersion(s3: S3Client, bucket: string, key: string, versionId: string): Promise<void> {
+  await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
 }

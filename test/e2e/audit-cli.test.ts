@@ -3,15 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { GenerateDataKeyCommand } from '@aws-sdk/client-kms';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import type { AuditFinding, AuditSummary } from '../../src/campaign/audit.js';
+import type { UsageFinding, UsageSummary } from '../../src/usage/scan.js';
 import { seedObjects } from '../../scripts/seed/seed.js';
 import { rekey, type CliResult } from '../helpers/cli.js';
 import { freshBucket, freshKmsKey, openStack, type TestKey, type TestStack } from '../helpers/stack.js';
 
-function jsonLines(result: CliResult): { findings: AuditFinding[]; summary: AuditSummary } {
-  const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditFinding | { summary: AuditSummary });
-  const last = lines.pop() as { summary: AuditSummary };
-  return { findings: lines as AuditFinding[], summary: last.summary };
+function jsonLines(result: CliResult): { findings: UsageFinding[]; summary: UsageSummary } {
+  const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as UsageFinding | { summary: UsageSummary });
+  const last = lines.pop() as { summary: UsageSummary };
+  return { findings: lines as UsageFinding[], summary: last.summary };
 }
 
 /** A legacy `kms` wrap (Ruby V1 / Go v1 writers): the context names the key as kms_cmk_id. */

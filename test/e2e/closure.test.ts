@@ -8,7 +8,7 @@ import type { CampaignStatus } from '../../src/campaign/spec.js';
 import { CampaignStore } from '../../src/campaign/store.js';
 import { rekey, startWorker, stopWorker } from '../helpers/cli.js';
 import { freshBucket, freshKmsKey, localKms, openStackWithKeys, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { putSealed, seal } from '../reliability/support/sealed.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 interface AuditRun {
   readonly code: number;

@@ -20,8 +20,8 @@ import { rotationTarget } from '../../src/rotate/target.js';
 import { noJournal } from '../../src/s3/upload-journal.js';
 import { rekey, spawnRekey, type CliResult } from '../helpers/cli.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../helpers/stack.js';
-import { rawObject } from '../reliability/support/campaign.js';
-import { putSealed, seal } from '../reliability/support/sealed.js';
+import { rawObject } from '../helpers/campaign.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 const run = promisify(execFile);
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand, ListObjectVersionsCommand, type ObjectVersion } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse/sync';
-import type { AuditFinding, AuditSummary } from '../../src/campaign/audit.js';
+import type { UsageFinding, UsageSummary } from '../../src/usage/scan.js';
 import { seedObjects, type SeededObject } from '../../scripts/seed/seed.js';
 import { rekey, runCampaign } from '../helpers/cli.js';
 import { freshBucket, openStack, openStackWithKeys, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
@@ -37,9 +37,9 @@ async function seedHistory(stack: TestStack, kmsKeyId: string, count = OBJECTS):
   return { bucket, current, versionsBefore: await versionsOf(stack, bucket) };
 }
 
-function auditJson(stdout: string): { findings: AuditFinding[]; summary: AuditSummary } {
-  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditFinding | { summary: AuditSummary });
-  return { summary: (lines.pop() as { summary: AuditSummary }).summary, findings: lines as AuditFinding[] };
+function auditJson(stdout: string): { findings: UsageFinding[]; summary: UsageSummary } {
+  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as UsageFinding | { summary: UsageSummary });
+  return { summary: (lines.pop() as { summary: UsageSummary }).summary, findings: lines as UsageFinding[] };
 }
 
 describe('versioned buckets: the current version rotates, old versions are reported, replaced versions purged on request', () => {

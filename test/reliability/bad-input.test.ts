@@ -5,13 +5,13 @@ import { DisableKeyCommand } from '@aws-sdk/client-kms';
 import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, PutObjectLegalHoldCommand } from '@aws-sdk/client-s3';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
 import { decodeS3MetadataValue, encodeS3MetadataValue } from '../../src/formats/index.js';
-import { FaultProxy, kmsError, type RequestMatcher } from '../integration/kms/fault-proxy.js';
+import { FaultProxy, kmsError, type RequestMatcher } from '../helpers/kms-fault-proxy.js';
 import { rekey } from '../helpers/cli.js';
 import { freshKmsKey, openStack, uniqueName, type TestKey, type TestStack } from '../helpers/stack.js';
 import { decryptObject } from '../helpers/verify.js';
-import { rawObject, type RawObject } from './support/campaign.js';
-import { sealLegacyCbc } from './support/legacy-cbc.js';
-import { putSealed, seal, type Sealed } from './support/sealed.js';
+import { rawObject, type RawObject } from '../helpers/campaign.js';
+import { sealLegacyCbc } from '../helpers/legacy-cbc.js';
+import { putSealed, seal, type Sealed } from '../helpers/sealed.js';
 
 type Mode = 'rewrap' | 'rekey';
 

@@ -4,7 +4,7 @@ import { GCM_MAX_PLAINTEXT_LENGTH } from '../../src/crypto/cores.js';
 import { RekeyError } from '../../src/errors.js';
 import { parseEnvelope, type Envelope } from '../../src/formats/index.js';
 import { checkBodyLength } from '../../src/rotate/body-length.js';
-import { v2Vectors } from '../unit/formats/vectors.js';
+import { v2Vectors } from '../helpers/vectors.js';
 
 const gcm = parseEnvelope(v2Vectors.find((v) => v.metadata?.['x-amz-cek-alg'] === 'AES/GCM/NoPadding')!.metadata!);
 const cbc: Envelope = { ...gcm, contentCipher: 'AES/CBC/PKCS5Padding' } as Envelope;

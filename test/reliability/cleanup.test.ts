@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { abortLeftovers } from '../../src/campaign/processor.js';
-import { CampaignStore } from '../../src/campaign/store.js';
+import { UploadJournals } from '../../src/campaign/upload-journals.js';
 import { freshBucket, openStack, strictS3, type TestStack } from '../helpers/stack.js';
 
 /**
@@ -28,8 +28,7 @@ describe('cleanup aborts only uploads rekey journaled', () => {
     const bucket = await freshBucket(stack.s3);
     await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'x' }));
     await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'j', Body: 'x' }));
-    const store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-    const journal = store.journal('cleanup-test');
+    const journal = new UploadJournals(stack.redis, stack.config.redisPrefix).of('cleanup-test');
 
     // rekey's intent for `k`, whose upload id never arrived (the worker died with the request in flight) …
     await journal.starting({ bucket, key: 'k', at: Date.now() - 1000 });

@@ -4,13 +4,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
 import type { CampaignStore } from '../../src/campaign/store.js';
+import { UploadJournals } from '../../src/campaign/upload-journals.js';
 import type { ObjectOutcome } from '../../src/rotate/outcome.js';
-import { FaultProxy } from '../integration/kms/fault-proxy.js';
+import { FaultProxy } from '../helpers/kms-fault-proxy.js';
 import { freshBucket, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, rawObject, startCampaign, waitForCampaign, type Expected, type RawObject } from './support/campaign.js';
-import { WorkerFleet, type FleetWorker } from './support/fleet.js';
-import { s3KeyOf, s3Operation, type S3Operation } from './support/s3-ops.js';
-import { putSealed, seal } from './support/sealed.js';
+import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, rawObject, startCampaign, waitForCampaign, type Expected, type RawObject } from '../helpers/campaign.js';
+import { WorkerFleet, type FleetWorker } from '../helpers/fleet.js';
+import { s3KeyOf, s3Operation, type S3Operation } from '../helpers/s3-ops.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 const MiB = 1024 * 1024;
 
@@ -50,7 +51,7 @@ describe('a worker killed between its last part upload and CompleteMultipartUplo
       assert.deepEqual([...heldFor.keys()].sort(), [...keys].sort());
 
       assert.equal((await openUploads(stack.s3, bucket)).length, 2, 'every part is uploaded, no upload is complete');
-      assert.equal((await store.journal(id).open()).length, 2, 'both uploads are journaled before the kill');
+      assert.equal((await new UploadJournals(stack.redis, stack.config.redisPrefix).of(id).open()).length, 2, 'both uploads are journaled before the kill');
       await fleet.kill(doomed);
       for (const key of keys) assert.deepEqual(await rawObject(stack.s3, bucket, key), before.get(key), `${key} is untouched while its replacement is pending`);
 
@@ -69,7 +70,7 @@ describe('a worker killed between its last part upload and CompleteMultipartUplo
       assert.match(landed.message, /write intent/);
       assert.equal(final.failed, 0);
       assert.deepEqual(await openUploads(stack.s3, bucket), [], 'the leftover upload was aborted');
-      assert.deepEqual(await store.journal(id).open(), [], 'and its journal entry cleared');
+      assert.deepEqual(await new UploadJournals(stack.redis, stack.config.redisPrefix).of(id).open(), [], 'and its journal entry cleared');
       assert.deepEqual(await assertAllDecrypt(stack, bucket, expected), new Map([[newKey.arn, 2]]));
     });
   });

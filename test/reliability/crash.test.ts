@@ -4,12 +4,13 @@ import { after, before, describe, test } from 'node:test';
 import { ListPartsCommand } from '@aws-sdk/client-s3';
 import type { CampaignStatus } from '../../src/campaign/spec.js';
 import type { CampaignStore } from '../../src/campaign/store.js';
+import { UploadJournals } from '../../src/campaign/upload-journals.js';
 import type { SeededObject } from '../../scripts/seed/seed.js';
-import { FaultProxy, seededRandom, type HeldRequest } from '../integration/kms/fault-proxy.js';
+import { FaultProxy, seededRandom, type HeldRequest } from '../helpers/kms-fault-proxy.js';
 import { strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, seedPerMode, startPerMode, waitForCampaign, type PerMode } from './support/campaign.js';
-import { WorkerFleet, type FleetWorker } from './support/fleet.js';
-import { s3Operation } from './support/s3-ops.js';
+import { assertAllDecrypt, assertOneOutcomeEach, openCampaignSuite, openUploads, seedPerMode, startPerMode, waitForCampaign, type PerMode } from '../helpers/campaign.js';
+import { WorkerFleet, type FleetWorker } from '../helpers/fleet.js';
+import { s3Operation } from '../helpers/s3-ops.js';
 
 const LONG = process.env.REKEY_LONG_TESTS === '1';
 const MiB = 1024 * 1024;
@@ -142,7 +143,7 @@ describe(`crash test: ${PLAN.kills} SIGKILLs of workers during a rewrap and a re
           const parts = await stack.s3.send(new ListPartsCommand({ Bucket: buckets[mode], Key: u.key, UploadId: u.uploadId }));
           assert.deepEqual(parts.Parts ?? [], [], `${mode}: ${u.key}: only a part-less upload may be left open`);
         }
-        assert.deepEqual(await store.journal(ids[mode]).open(), []);
+        assert.deepEqual(await new UploadJournals(stack.redis, stack.config.redisPrefix).of(ids[mode]).open(), []);
         const under = await assertAllDecrypt(stack, buckets[mode], seeded[mode]);
         assert.deepEqual([...under.keys()], [newKey.arn], `${mode}: every object is under the new key`);
       }

@@ -13,8 +13,8 @@ import { replaceMetadata } from '../../src/s3/conditional-writes.js';
 import { headObject } from '../../src/s3/snapshot.js';
 import { s3ecGet, sha256 } from '../helpers/s3ec.js';
 import { freshBucket, openStackWithKeys, strictS3, testConfig, type TestKey, type TestStack } from '../helpers/stack.js';
-import { Rotators, label } from './support/rotators.js';
-import { putSealed, seal } from './support/sealed.js';
+import { Rotators, label } from '../helpers/rotators.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 /** User metadata of about `bytes` bytes (keys and values), the kind a large envelope no longer fits beside. */
 function userMetadata(bytes: number): Record<string, string> {

@@ -3,11 +3,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { CampaignStore } from '../../src/campaign/store.js';
 import type { SeededObject } from '../../scripts/seed/seed.js';
-import { FaultProxy, kmsThrottling, seededRandom, serverError, type FaultKind, type RequestMatcher } from '../integration/kms/fault-proxy.js';
+import { FaultProxy, kmsThrottling, seededRandom, serverError, type FaultKind, type RequestMatcher } from '../helpers/kms-fault-proxy.js';
 import { strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertEndsClean, openCampaignSuite, seedPerMode, startPerMode, type PerMode } from './support/campaign.js';
-import { WorkerFleet, type FleetWorker } from './support/fleet.js';
-import { s3Operation } from './support/s3-ops.js';
+import { assertEndsClean, openCampaignSuite, seedPerMode, startPerMode, type PerMode } from '../helpers/campaign.js';
+import { WorkerFleet, type FleetWorker } from '../helpers/fleet.js';
+import { s3Operation } from '../helpers/s3-ops.js';
 
 const LONG = process.env.REKEY_LONG_TESTS === '1';
 const PER_MODE = LONG ? 1000 : 150;

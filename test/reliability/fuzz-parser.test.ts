@@ -16,7 +16,7 @@ import {
   type Envelope,
 } from '../../src/formats/index.js';
 import { checkBodyLength } from '../../src/rotate/body-length.js';
-import { resolvedV3Objects, v2Vectors } from '../unit/formats/vectors.js';
+import { resolvedV3Objects, v2Vectors } from '../helpers/vectors.js';
 
 /**
  * The metadata parser faces whatever sits in a bucket. Every input either parses or fails with a

@@ -15,14 +15,14 @@ import {
 } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../src/config/clients.js';
 import { isS3ecMetadataKey } from '../../src/formats/index.js';
-import { FaultProxy } from '../integration/kms/fault-proxy.js';
+import { FaultProxy } from '../helpers/kms-fault-proxy.js';
 import type { ObjectOutcome } from '../../src/rotate/outcome.js';
 import { freshBucket, openStackWithKeys, strictS3, uniqueName, type TestKey, type TestStack } from '../helpers/stack.js';
 import { decryptObject } from '../helpers/verify.js';
-import { openUploads, rawObject } from './support/campaign.js';
-import { label, Rotators, type RotateMode } from './support/rotators.js';
-import { s3Operation, type S3Operation } from './support/s3-ops.js';
-import { putSealed, seal } from './support/sealed.js';
+import { openUploads, rawObject } from '../helpers/campaign.js';
+import { label, Rotators, type RotateMode } from '../helpers/rotators.js';
+import { s3Operation, type S3Operation } from '../helpers/s3-ops.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 const MiB = 1024 * 1024;
 

@@ -3,8 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import type { CampaignStore } from '../../src/campaign/store.js';
 import { seedObjects, type SeededObject } from '../../scripts/seed/seed.js';
 import { freshBucket, strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, openCampaignSuite, startCampaign, waitForCampaign } from './support/campaign.js';
-import { sampleRss, WorkerFleet, type RssSample } from './support/fleet.js';
+import { assertAllDecrypt, openCampaignSuite, startCampaign, waitForCampaign } from '../helpers/campaign.js';
+import { sampleRss, WorkerFleet, type RssSample } from '../helpers/fleet.js';
 
 const LONG = process.env.REKEY_LONG_TESTS === '1';
 /** REKEY_LOAD_OBJECTS and REKEY_LOAD_MODE size a long run to the time at hand (docs/reliability.md). */

@@ -6,9 +6,9 @@ import { QUEUE_NAME, queuePrefix } from '../../src/campaign/queue.js';
 import type { SeededObject } from '../../scripts/seed/seed.js';
 import { campaignSpec } from '../helpers/spec.js';
 import { redisCluster, strictS3 } from '../helpers/stack.js';
-import { assertEndsClean, openCampaignSuite, type CampaignSuite, seedPerMode, startCampaign, type Mode, type PerMode } from './support/campaign.js';
-import { ClusterMaster } from './support/cluster-master.js';
-import { WorkerFleet } from './support/fleet.js';
+import { assertEndsClean, openCampaignSuite, type CampaignSuite, seedPerMode, startCampaign, type Mode, type PerMode } from '../helpers/campaign.js';
+import { ClusterMaster } from '../helpers/cluster-master.js';
+import { WorkerFleet } from '../helpers/fleet.js';
 
 const LONG = process.env.REKEY_LONG_TESTS === '1';
 const PER_MODE = LONG ? 400 : 60;

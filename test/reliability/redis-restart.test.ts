@@ -4,9 +4,9 @@ import { after, before, describe, test } from 'node:test';
 import type { CampaignStore } from '../../src/campaign/store.js';
 import type { SeededObject } from '../../scripts/seed/seed.js';
 import { strictS3, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertEndsClean, openCampaignSuite, seedPerMode, startPerMode, type PerMode } from './support/campaign.js';
-import { WorkerFleet } from './support/fleet.js';
-import { OwnRedis } from './support/own-redis.js';
+import { assertEndsClean, openCampaignSuite, seedPerMode, startPerMode, type PerMode } from '../helpers/campaign.js';
+import { WorkerFleet } from '../helpers/fleet.js';
+import { OwnRedis } from '../helpers/own-redis.js';
 
 const LONG = process.env.REKEY_LONG_TESTS === '1';
 const PER_MODE = LONG ? 800 : 150;

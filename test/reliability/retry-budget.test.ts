@@ -4,12 +4,12 @@ import { after, before, describe, test } from 'node:test';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { makeKmsClient, makeS3Client } from '../../src/config/clients.js';
 import { OBJECT_BUDGET } from '../../src/retry/budget.js';
-import { FaultProxy, kmsOperation, kmsThrottling, s3Error } from '../integration/kms/fault-proxy.js';
+import { FaultProxy, kmsOperation, kmsThrottling, s3Error } from '../helpers/kms-fault-proxy.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../helpers/stack.js';
-import { rawObject } from './support/campaign.js';
-import { Rotators, label } from './support/rotators.js';
-import { s3Operation } from './support/s3-ops.js';
-import { putSealed, seal } from './support/sealed.js';
+import { rawObject } from '../helpers/campaign.js';
+import { Rotators, label } from '../helpers/rotators.js';
+import { s3Operation } from '../helpers/s3-ops.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 /**
  * Issue 12, point 3: every S3 and KMS error is classified once, and all retries of one object (the

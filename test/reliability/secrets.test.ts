@@ -11,10 +11,10 @@ import { kmsEncryptionContext } from '../../src/formats/index.js';
 import { readEncryptedObject } from '../../src/rotate/read-envelope.js';
 import { rekey } from '../helpers/cli.js';
 import { freshBucket, type TestKey, type TestStack } from '../helpers/stack.js';
-import { assertAllDecrypt, openCampaignSuite, startPerMode, waitForCampaign } from './support/campaign.js';
-import { WorkerFleet, type FleetWorker } from './support/fleet.js';
-import { fileHaystacks, needle, redisHaystacks, search, type Haystack, type Needle } from './support/secrets.js';
-import { putSealed, seal } from './support/sealed.js';
+import { assertAllDecrypt, openCampaignSuite, startPerMode, waitForCampaign } from '../helpers/campaign.js';
+import { WorkerFleet, type FleetWorker } from '../helpers/fleet.js';
+import { fileHaystacks, needle, redisHaystacks, search, type Haystack, type Needle } from '../helpers/secrets.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 const MiB = 1024 * 1024;
 const SIZES = [0, 1, 100, 5000, 70_000, 17 * MiB];

@@ -13,8 +13,8 @@ import { Rekeyer } from '../../src/rotate/rekey.js';
 import { rotationTarget } from '../../src/rotate/target.js';
 import { noJournal } from '../../src/s3/upload-journal.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../helpers/stack.js';
-import { SPY_CHANNEL, type OpenSeen } from './support/spy-report.js';
-import { putSealed, seal } from './support/sealed.js';
+import { SPY_CHANNEL, type OpenSeen } from '../helpers/spy-report.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 /** A recognisable run of bytes planted in Node's shared Buffer pool, standing in for a secret there. */
 const MARKER = Buffer.from('5ec7e75ec7e75ec7e75ec7e75ec7e7aa', 'hex');
@@ -36,7 +36,7 @@ describe('cipher threads receive no byte of Node’s shared Buffer pool', () => 
 
   before(async () => {
     ({ stack, oldKey, newKey } = await openStackWithKeys());
-    pool = new CipherPool({ threads: 1, threadEntry: new URL('./support/spy-thread.ts', import.meta.url) });
+    pool = new CipherPool({ threads: 1, threadEntry: new URL('../helpers/spy-thread.ts', import.meta.url) });
     channel = new BroadcastChannel(SPY_CHANNEL);
     channel.onmessage = (event) => seen.push((event as { data: OpenSeen }).data);
   });

@@ -3,14 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../src/config/clients.js';
-import { FaultProxy } from '../integration/kms/fault-proxy.js';
+import { FaultProxy } from '../helpers/kms-fault-proxy.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../helpers/stack.js';
 import { decryptObject } from '../helpers/verify.js';
-import { rawObject } from './support/campaign.js';
-import { sealLegacyCbc } from './support/legacy-cbc.js';
-import { Rotators, label } from './support/rotators.js';
-import { s3Operation } from './support/s3-ops.js';
-import { putSealed, seal } from './support/sealed.js';
+import { rawObject } from '../helpers/campaign.js';
+import { sealLegacyCbc } from '../helpers/legacy-cbc.js';
+import { Rotators, label } from '../helpers/rotators.js';
+import { s3Operation } from '../helpers/s3-ops.js';
+import { putSealed, seal } from '../helpers/sealed.js';
 
 /**
  * Issue 12, point 1: legacy AES/CBC content has no authentication, so a rekey that gave it a GCM tag

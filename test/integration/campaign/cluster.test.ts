@@ -6,6 +6,7 @@ import { planCampaign } from '../../../src/campaign/planner.js';
 import { makeQueue, makeVerifyQueue } from '../../../src/campaign/queue.js';
 import { ScheduleStore } from '../../../src/campaign/schedule.js';
 import { CampaignStore } from '../../../src/campaign/store.js';
+import { UploadJournals } from '../../../src/campaign/upload-journals.js';
 import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
 import { notRotated, rotated } from '../../../src/rotate/outcome.js';
 import { loadConfig, type Config } from '../../../src/config/config.js';
@@ -70,7 +71,7 @@ describe('rekey on a Redis Cluster', () => {
       assert.equal(rows?.size, 2);
       assert.equal(await store.recordBatch(id, 'batch-1', [...rows!.values()]), 'recorded');
       assert.equal(await store.forgetFailures(id, 'retry-1', [failed]), true);
-      const journal = store.journal(id);
+      const journal = new UploadJournals(stack.redis, stack.config.redisPrefix).of(id);
       await journal.starting({ bucket: 'b', key: 'y', at: Date.now() });
       await journal.started({ bucket: 'b', key: 'y', uploadId: 'u1' });
       assert.equal(await store.transition(id, ['running'], 'paused'), true);

@@ -12,6 +12,7 @@ import type { CampaignSpec } from '../../../src/campaign/spec.js';
 import { openReportStore, outcomesIn, type ReportStore } from '../../../src/campaign/report-store.js';
 import type { ObjectOutcome } from '../../../src/rotate/outcome.js';
 import { CampaignStore, objectId, type BatchInFlight } from '../../../src/campaign/store.js';
+import { UploadJournals } from '../../../src/campaign/upload-journals.js';
 import { CipherPool } from '../../../src/crypto/pool.js';
 import { KmsBatcher } from '../../../src/kms/batcher.js';
 import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
@@ -21,9 +22,9 @@ import { noJournal } from '../../../src/s3/upload-journal.js';
 import type { WriteIntent } from '../../../src/rotate/intent.js';
 import { rotationTarget } from '../../../src/rotate/target.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../../helpers/stack.js';
-import { putSealed, seal } from '../../reliability/support/sealed.js';
-import { s3KeyOf, s3Operation } from '../../reliability/support/s3-ops.js';
-import { FaultProxy, s3Error } from '../kms/fault-proxy.js';
+import { putSealed, seal } from '../../helpers/sealed.js';
+import { s3KeyOf, s3Operation } from '../../helpers/s3-ops.js';
+import { FaultProxy, s3Error } from '../../helpers/kms-fault-proxy.js';
 import { decryptObject } from '../../helpers/verify.js';
 
 const OBJECTS = ['a', 'b', 'c', 'slow'];
@@ -86,7 +87,7 @@ describe('processBatch records each outcome as its object settles', () => {
 
     try {
       const reports = openReportStore(stack.s3, reportDir, id);
-      const batch = processBatch({ s3: proxied, store, queue, rotatorFor: () => rekeyer, reportsFor: () => reports }, job, 'batch-1');
+      const batch = processBatch({ s3: proxied, store, journals: new UploadJournals(stack.redis, stack.config.redisPrefix), queue, rotatorFor: () => rekeyer, reportsFor: () => reports }, job, 'batch-1');
       const held = await proxy.nextHeld(30_000);
       const flight = store.inFlight(id, 'batch-1');
       const recordedWhileHeld = await Promise.all(OBJECTS.map((key) => waitForOutcome(flight, { bucket, key }, key !== 'slow')));
@@ -136,7 +137,7 @@ describe('processBatch records each outcome as its object settles', () => {
       const queue = makeQueue(stack.config, stack.redis);
       const reports = openReportStore(stack.s3, reportDir, id);
       try {
-        const result = await processBatch({ s3: stack.s3, store, queue, rotatorFor: () => rotator, reportsFor: () => reports }, { c: id, b: bucket, k: keys }, 'crashed');
+        const result = await processBatch({ s3: stack.s3, store, journals: new UploadJournals(stack.redis, stack.config.redisPrefix), queue, rotatorFor: () => rotator, reportsFor: () => reports }, { c: id, b: bucket, k: keys }, 'crashed');
         assert.deepEqual(result, { kind: 'done', recorded: keys.length, retried: 0 });
       } finally {
         await queue.close();

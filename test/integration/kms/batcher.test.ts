@@ -4,8 +4,8 @@ import { DecryptCommand, GenerateDataKeyCommand } from '@aws-sdk/client-kms';
 import type { RewrapRequest, RewrapResult } from '../../../src/kms/batcher.js';
 import { KmsError } from '../../../src/kms/errors.js';
 import { freshKmsKey, kmsEndpoints, type TestKey } from '../../helpers/stack.js';
-import { kmsOperation, kmsThrottling, seededRandom, serverError } from './fault-proxy.js';
-import { openKmsHarness, reEncrypt, wrapFreshDataKey, type KmsHarness } from './harness.js';
+import { kmsOperation, kmsThrottling, seededRandom, serverError } from '../../helpers/kms-fault-proxy.js';
+import { openKmsHarness, reEncrypt, wrapFreshDataKey, type KmsHarness } from '../../helpers/kms-harness.js';
 
 const CONTEXT = { 'aws:x-amz-cek-alg': 'AES/GCM/NoPadding', team: 'storage' };
 

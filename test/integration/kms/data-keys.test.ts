@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { KmsError } from '../../../src/kms/errors.js';
 import { freshKmsKey, kmsEndpoints, type TestKey } from '../../helpers/stack.js';
-import { kmsOperation, kmsThrottling } from './fault-proxy.js';
-import { openKmsHarness, type KmsHarness } from './harness.js';
+import { kmsOperation, kmsThrottling } from '../../helpers/kms-fault-proxy.js';
+import { openKmsHarness, type KmsHarness } from '../../helpers/kms-harness.js';
 
 const generate = kmsOperation('GenerateDataKey');
 const decrypt = kmsOperation('Decrypt');

@@ -5,8 +5,8 @@ import { DisableKeyCommand } from '@aws-sdk/client-kms';
 import type { ReasonCode } from '../../../src/errors.js';
 import { KmsError } from '../../../src/kms/errors.js';
 import { freshKmsKey, kmsEndpoints, localKms, type TestKey } from '../../helpers/stack.js';
-import { kmsError, kmsOperation, serverError, type Fault } from './fault-proxy.js';
-import { openKmsHarness, reEncrypt, wrapFreshDataKey, type KmsHarness } from './harness.js';
+import { kmsError, kmsOperation, serverError, type Fault } from '../../helpers/kms-fault-proxy.js';
+import { openKmsHarness, reEncrypt, wrapFreshDataKey, type KmsHarness } from '../../helpers/kms-harness.js';
 
 const generate = kmsOperation('GenerateDataKey');
 

@@ -12,7 +12,7 @@ import {
   type CampaignProgress,
   type RekeyMetrics,
 } from '../../../src/metrics/index.js';
-import { parseExposition, valueOf, type Sample } from './exposition.js';
+import { parseExposition, valueOf, type Sample } from '../../helpers/exposition.js';
 
 /** A clock the test moves by hand, so durations, utilisation and ETA are exact. */
 function manualClock(start = 1_000) {

@@ -10,7 +10,7 @@ import { Rewrapper } from '../../../src/rotate/rewrap.js';
 import { rotationTarget } from '../../../src/rotate/target.js';
 import { noJournal } from '../../../src/s3/upload-journal.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../../helpers/stack.js';
-import { putSealed, seal } from '../../reliability/support/sealed.js';
+import { putSealed, seal } from '../../helpers/sealed.js';
 
 /**
  * Objects a lifecycle rule moved to an archive storage class: S3 answers their GET and CopyObject with

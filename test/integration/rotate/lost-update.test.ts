@@ -11,9 +11,9 @@ import { Rewrapper } from '../../../src/rotate/rewrap.js';
 import { rotationTarget } from '../../../src/rotate/target.js';
 import { noJournal } from '../../../src/s3/upload-journal.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../../helpers/stack.js';
-import { putSealed, seal } from '../../reliability/support/sealed.js';
-import { s3KeyOf, s3Operation } from '../../reliability/support/s3-ops.js';
-import { FaultProxy } from '../kms/fault-proxy.js';
+import { putSealed, seal } from '../../helpers/sealed.js';
+import { s3KeyOf, s3Operation } from '../../helpers/s3-ops.js';
+import { FaultProxy } from '../../helpers/kms-fault-proxy.js';
 
 /**
  * A metadata-only update keeps the ETag, so rekey's ETag condition cannot see one made between its

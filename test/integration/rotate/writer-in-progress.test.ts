@@ -11,9 +11,9 @@ import { noJournal } from '../../../src/s3/upload-journal.js';
 import { putInstructionFile } from '../../../scripts/seed/s3ec-writer.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../../helpers/stack.js';
 import { decryptObject } from '../../helpers/verify.js';
-import { putSealed, seal } from '../../reliability/support/sealed.js';
-import { s3KeyOf, s3Operation } from '../../reliability/support/s3-ops.js';
-import { FaultProxy } from '../kms/fault-proxy.js';
+import { putSealed, seal } from '../../helpers/sealed.js';
+import { s3KeyOf, s3Operation } from '../../helpers/s3-ops.js';
+import { FaultProxy } from '../../helpers/kms-fault-proxy.js';
 
 /**
  * An S3 Encryption Client that keeps its envelope in an instruction file writes the object, then the

@@ -12,8 +12,8 @@ import { deriveV3Commitment, deriveV3ContentKey } from '../../../src/crypto/v3-k
 import { CipherError, RekeyError } from '../../../src/errors.js';
 import { CBC, GCM, V3_SUITE } from '../../../src/formats/envelope.js';
 import { parseEnvelope } from '../../../src/formats/parse.js';
-import { dataKeyBytes, resolvedV3Objects, v2Vectors } from '../formats/vectors.js';
-import { cbcSeal, collect, cut, gcmSeal, rejectsWith } from './helpers.js';
+import { dataKeyBytes, resolvedV3Objects, v2Vectors } from '../../helpers/vectors.js';
+import { cbcSeal, collect, cut, gcmSeal, rejectsWith } from '../../helpers/crypto.js';
 
 const CHUNK = 64 * 1024;
 const WINDOW = 4 * CHUNK;

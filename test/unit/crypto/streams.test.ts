@@ -7,7 +7,7 @@ import type { DecryptSpec, EncryptSpec } from '../../../src/crypto/specs.js';
 import { createDecryptStream, createEncryptStream, createReencryptStream } from '../../../src/crypto/streams.js';
 import { deriveV3Commitment } from '../../../src/crypto/v3-kdf.js';
 import { CBC, GCM, V3_SUITE } from '../../../src/formats/envelope.js';
-import { cbcSeal, cut, rejectsWith, runTransform } from './helpers.js';
+import { cbcSeal, cut, rejectsWith, runTransform } from '../../helpers/crypto.js';
 
 /** Sizes around tag, block and chunk boundaries, plus random ones. */
 const size = fc.oneof(

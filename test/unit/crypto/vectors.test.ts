@@ -8,8 +8,8 @@ import { deriveV3Commitment, deriveV3ContentKey } from '../../../src/crypto/v3-k
 import { CipherError } from '../../../src/errors.js';
 import { GCM, V3_SUITE } from '../../../src/formats/envelope.js';
 import { parseEnvelope } from '../../../src/formats/parse.js';
-import { dataKeyBytes, gcmFile, resolvedV3Objects, v2Vectors, v3File } from '../formats/vectors.js';
-import { cut, rejectsWith, runTransform } from './helpers.js';
+import { dataKeyBytes, gcmFile, resolvedV3Objects, v2Vectors, v3File } from '../../helpers/vectors.js';
+import { cut, rejectsWith, runTransform } from '../../helpers/crypto.js';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 

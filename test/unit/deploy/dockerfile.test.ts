@@ -28,7 +28,7 @@ const pinnedNode = /@(\d+\.\d+\.\d+)$/.exec(
   (JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies['node'] ?? '',
 )?.[1];
 
-/** .dockerignore as Docker reads it: the last matching pattern wins, `!` re-includes. Top-level names only. */
+/** .dockerignore as Docker reads it: the last matching pattern wins, `!` re-includes. Top-level names and exact paths only. */
 function included(path: string): boolean {
   const patterns = readFileSync(resolve(ROOT, '.dockerignore'), 'utf8')
     .split('\n')
@@ -39,7 +39,7 @@ function included(path: string): boolean {
   for (const pattern of patterns) {
     const negated = pattern.startsWith('!');
     const name = negated ? pattern.slice(1) : pattern;
-    if (name === '*' || name.replace(/\/$/, '') === top) keep = negated;
+    if (name === '*' || name.replace(/\/$/, '') === top || name === path) keep = negated;
   }
   return keep;
 }
@@ -72,6 +72,13 @@ describe('Dockerfile', () => {
     assert.deepEqual(JSON.parse(entrypoint), ['node', 'bin/rekey.js']);
   });
 
+  test('the build copies the Redis scripts next to the compiled modules, with what it runs let in', () => {
+    const scripts = (JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    const copy = /node (scripts\/\S+\.mjs)/.exec(scripts['build'] ?? '')?.[1];
+    assert.ok(copy, `build script: ${scripts['build']}`);
+    assert.ok(included(copy), `.dockerignore lets in ${copy}`);
+  });
+
   test('bin/rekey.js runs the compiled CLI from dist/, which the runtime stage copies', () => {
     assert.match(readFileSync(resolve(ROOT, 'bin/rekey.js'), 'utf8'), /import\('\.\.\/dist\/src\/cli\/main\.js'\)/);
   });
@@ -83,7 +90,7 @@ describe('.dockerignore', () => {
       assert.ok(included(path), path);
     }
     assert.ok(included('src/cli/main.ts'));
-    assert.ok(included('workers/cipher-thread.ts'));
+    assert.ok(included('src/campaign/commands/recordBatch-6.lua'), 'the Redis scripts the build copies to dist/');
   });
 
   test('keeps out local state, builds and history', () => {

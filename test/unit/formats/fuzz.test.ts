@@ -5,7 +5,7 @@ import { FormatError, REASON_CODES } from '../../../src/errors.js';
 import { MetaKey } from '../../../src/formats/keys.js';
 import { inspectMetadata, parseEnvelope } from '../../../src/formats/parse.js';
 import { serialiseEnvelope } from '../../../src/formats/serialise.js';
-import { resolvedV3Objects, v2Vectors } from './vectors.js';
+import { resolvedV3Objects, v2Vectors } from '../../helpers/vectors.js';
 
 const FORMAT_REASONS = new Set(['unknown-format', 'not-encrypted', 'mixed-format', 'bad-metadata', 'missing-instruction-file', 'unsupported-algorithm']);
 

@@ -5,7 +5,7 @@ import { decodeS3MetadataValue, normaliseMetadata } from '../../../src/formats/m
 import { parseInstructionFile } from '../../../src/formats/instruction-file.js';
 import { decodeBase64Field, encodeBase64 } from '../../../src/formats/base64.js';
 import { parseContextJson, stringifyContext } from '../../../src/formats/context-json.js';
-import { sample } from './vectors.js';
+import { sample } from '../../helpers/vectors.js';
 
 describe('normaliseMetadata', () => {
   it('lowercases keys and strips the x-amz-meta- prefix', () => {

@@ -6,7 +6,7 @@ import { isInstructionFileObject } from '../../../src/formats/detect.js';
 import { kmsEncryptionContext } from '../../../src/formats/encryption-context.js';
 import type { Envelope } from '../../../src/formats/envelope.js';
 import { inspectMetadata, parseEnvelope } from '../../../src/formats/parse.js';
-import { resolvedV3Objects, sample, v2Vectors } from './vectors.js';
+import { resolvedV3Objects, sample, v2Vectors } from '../../helpers/vectors.js';
 
 function prefixed(meta: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(meta).map(([k, v]) => [`X-Amz-Meta-${k.toUpperCase()}`, v]));

@@ -15,7 +15,7 @@ import { S3EC_METADATA_KEYS } from '../../../src/formats/keys.js';
 import { parseEnvelope } from '../../../src/formats/parse.js';
 import { withRewrappedKey } from '../../../src/formats/rewrap.js';
 import { serialiseEnvelope } from '../../../src/formats/serialise.js';
-import { resolvedV3Objects, sample, v2Vectors } from './vectors.js';
+import { resolvedV3Objects, sample, v2Vectors } from '../../helpers/vectors.js';
 
 function rejects(reason: ReasonCode, fn: () => unknown): void {
   assert.throws(fn, (e: unknown) => e instanceof FormatError && e.reason === reason);

@@ -3,8 +3,8 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { RekeyError } from '../../../src/errors.js';
-import type { ReasonCode } from '../../../src/errors.js';
+import { RekeyError } from '../../src/errors.js';
+import type { ReasonCode } from '../../src/errors.js';
 
 /** Splits `buf` at the given cut points (sorted, deduplicated, clamped) into views. */
 export function cut(buf: Uint8Array, points: readonly number[]): Uint8Array[] {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 
 /** Known-answer vectors copied from upstream (test/fixtures/vectors, never edited). */
 function load<T>(name: string): T {
-  return JSON.parse(readFileSync(new URL(`../../fixtures/vectors/${name}`, import.meta.url), 'utf8')) as T;
+  return JSON.parse(readFileSync(new URL(`../fixtures/vectors/${name}`, import.meta.url), 'utf8')) as T;
 }
 
 export interface V2ContentVector {

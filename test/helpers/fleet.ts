@@ -1,8 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
-import type { Config } from '../../../src/config/config.js';
-import { startWorker } from '../../helpers/cli.js';
+import type { Config } from '../../src/config/config.js';
+import { startWorker } from './cli.js';
 
 /** What the reliability runs pass every worker: a short lock, so a killed worker's jobs come back fast. */
 export const CRASH_WORKER_ARGS = ['--concurrency', '4', '--lock-seconds', '3', '--threads', '1'] as const;

@@ -1,5 +1,5 @@
 import { GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { makeKmsClient } from '../../../src/config/clients.js';
+import { makeKmsClient } from '../../src/config/clients.js';
 import {
   KmsBatcher,
   type KmsBatcherOptions,
@@ -7,10 +7,10 @@ import {
   type KmsCallEvent,
   type KmsObserver,
   type KmsRetryEvent,
-} from '../../../src/kms/batcher.js';
-import { RedisRateLimiter, type RateLimiter } from '../../../src/kms/rate-limiter.js';
-import { openStack, uniqueName, type KmsUnderTest, type TestStack } from '../../helpers/stack.js';
-import { FaultProxy, kmsOperation, type FaultProxyOptions } from './fault-proxy.js';
+} from '../../src/kms/batcher.js';
+import { RedisRateLimiter, type RateLimiter } from '../../src/kms/rate-limiter.js';
+import { openStack, uniqueName, type KmsUnderTest, type TestStack } from './stack.js';
+import { FaultProxy, kmsOperation, type FaultProxyOptions } from './kms-fault-proxy.js';
 
 export const reEncrypt = kmsOperation('ReEncrypt');
 

@@ -7,7 +7,7 @@ import { canonicalContext, type KmsBatcher, type RewrapRequest } from '../kms/ba
 import { inspectInstructionEntry, isInstructionFileName } from '../rotate/instruction-entry.js';
 import { instructionKey } from '../rotate/read-envelope.js';
 import { headObject, readSmallObject } from '../s3/snapshot.js';
-import { listEntries, type ScopedEntry } from './sources.js';
+import { listEntries, type ScopedEntry } from '../s3/listing.js';
 
 /**
  * `rekey audit`: which objects, versions and instruction files still hold a data key wrapped under a
@@ -19,7 +19,7 @@ import { listEntries, type ScopedEntry } from './sources.js';
  * KmsBatcher.rewrapMany, and across pages through a bounded cache.
  */
 
-export interface AuditOptions {
+export interface UsageScanOptions {
   readonly bucket: string;
   readonly prefix?: string;
   /** The key asked about, as KMS names keys in responses (an ARN). */
@@ -35,7 +35,7 @@ export interface AuditOptions {
 }
 
 /** Options of a scan over any scope (a campaign's sources): `keyArn` only names the summary. */
-export interface ScanOptions extends Omit<AuditOptions, 'bucket' | 'prefix'> {
+export interface ScopeScanOptions extends Omit<UsageScanOptions, 'bucket' | 'prefix'> {
   /** Which keys count as "under the key"; by default `keyArn` alone. */
   readonly matches?: (keyId: string) => boolean;
   /**
@@ -45,7 +45,7 @@ export interface ScanOptions extends Omit<AuditOptions, 'bucket' | 'prefix'> {
   readonly filesListed: boolean;
 }
 
-export interface AuditDeps {
+export interface UsageScanDeps {
   readonly s3: S3Client;
   /** Paced by the rate limiter it was built with. */
   readonly kms: KmsBatcher;
@@ -58,7 +58,7 @@ export interface AuditDeps {
 export type CarrierKind = 'object' | 'instruction-file' | 'orphan-instruction-file';
 
 /** One object, version or instruction file that still depends on the key, or that could not be told. */
-export interface AuditFinding {
+export interface UsageFinding {
   readonly status: 'under-key' | 'unreadable';
   readonly bucket: string;
   readonly key: string;
@@ -76,7 +76,7 @@ export interface AuditFinding {
   readonly lastModified: string | undefined;
 }
 
-export interface AuditSummary {
+export interface UsageSummary {
   readonly bucket: string;
   readonly prefix: string;
   readonly keyArn: string;
@@ -97,7 +97,7 @@ export interface AuditSummary {
   readonly kmsProbes: number;
 }
 
-/** Entries that are not under any KMS key the audit can ask about: only counted. */
+/** Entries that are not under any KMS key the scan can ask about: only counted. */
 type PassedOver = 'not-kms' | 'not-encrypted' | 'in-instruction-file' | 'gone';
 
 /** What one entry turned out to be before KMS is asked. */
@@ -110,7 +110,7 @@ type Classified = { readonly carrier: CarrierKind } & (
 type ProbeResult = { readonly ok: true; readonly keyId: string } | { readonly ok: false; readonly reason: ReasonCode; readonly message: string };
 
 /** Audits a bucket (or a prefix), page by page; memory stays one page plus the probe cache. */
-export async function auditKeyUsage(deps: AuditDeps, options: AuditOptions, onFinding: (finding: AuditFinding) => void): Promise<AuditSummary> {
+export async function scanKeyUsage(deps: UsageScanDeps, options: UsageScanOptions, onFinding: (finding: UsageFinding) => void): Promise<UsageSummary> {
   const at = { bucket: options.bucket, prefix: options.prefix ?? '' };
   const pages = async function* () {
     for await (const page of listEntries(deps.s3, at, undefined, options.includeVersions === true)) yield page.entries.map((e) => ({ ...e, bucket: at.bucket }));
@@ -120,10 +120,10 @@ export async function auditKeyUsage(deps: AuditDeps, options: AuditOptions, onFi
 }
 
 /**
- * The audit engine over any scope, page by page: `rekey audit` over a listing, and a campaign's
+ * The key-usage scan over any scope, page by page: `rekey audit` over a listing, and a campaign's
  * closing verification over its sources. Memory stays one page plus the probe cache.
  */
-export async function scanScope(deps: AuditDeps, pages: AsyncIterable<readonly ScopedEntry[]>, options: ScanOptions, onFinding: (finding: AuditFinding) => void): Promise<AuditSummary> {
+export async function scanScope(deps: UsageScanDeps, pages: AsyncIterable<readonly ScopedEntry[]>, options: ScopeScanOptions, onFinding: (finding: UsageFinding) => void): Promise<UsageSummary> {
   const tally = new Tally(options);
   const probes = new ProbeCache(options.cacheSize ?? 100_000);
   const limit = pLimit(options.s3Concurrency ?? 16);
@@ -246,12 +246,12 @@ class Tally {
 
   private readonly matches: (keyId: string) => boolean;
 
-  constructor(private readonly options: ScanOptions) {
+  constructor(private readonly options: ScopeScanOptions) {
     this.matches = options.matches ?? ((keyId) => keyId === options.keyArn);
   }
 
   /** Counts one entry; returns it as a finding when it is under the key or cannot be told. */
-  count(entry: ScopedEntry, c: Classified, cache: ProbeCache): AuditFinding | undefined {
+  count(entry: ScopedEntry, c: Classified, cache: ProbeCache): UsageFinding | undefined {
     if (c.carrier !== 'object') this.scanned.instructionFiles += 1;
     else if (entry.isLatest) this.scanned.objects += 1;
     else this.scanned.noncurrentVersions += 1;
@@ -280,13 +280,13 @@ class Tally {
     }
   }
 
-  private cannotTell(entry: ScopedEntry, carrier: CarrierKind, wrapped: WrappedKey | undefined, reason: ReasonCode, message: string): AuditFinding {
+  private cannotTell(entry: ScopedEntry, carrier: CarrierKind, wrapped: WrappedKey | undefined, reason: ReasonCode, message: string): UsageFinding {
     this.unreadable.total += 1;
     this.unreadable.byReason[reason] = (this.unreadable.byReason[reason] ?? 0) + 1;
     return finding(entry, carrier, wrapped, { status: 'unreadable', reason, message });
   }
 
-  summary(kmsProbes: number): AuditSummary {
+  summary(kmsProbes: number): UsageSummary {
     return {
       bucket: '',
       prefix: '',
@@ -309,8 +309,8 @@ function finding(
   entry: ScopedEntry,
   kind: CarrierKind,
   wrapped: WrappedKey | undefined,
-  result: Pick<AuditFinding, 'status'> & Partial<Pick<AuditFinding, 'keyId' | 'reason' | 'message'>>,
-): AuditFinding {
+  result: Pick<UsageFinding, 'status'> & Partial<Pick<UsageFinding, 'keyId' | 'reason' | 'message'>>,
+): UsageFinding {
   return {
     status: result.status,
     bucket: entry.bucket,

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import type { Cluster } from 'ioredis';
 import { redisCommand } from './own-redis.js';
 
-const STACK_SCRIPT = new URL('../../../scripts/stack.sh', import.meta.url).pathname;
+const STACK_SCRIPT = new URL('../../scripts/stack.sh', import.meta.url).pathname;
 
 /**
  * A master of the stack's Redis Cluster, which a test kills (SIGKILL) and brings back with

@@ -1,6 +1,6 @@
 import type { RedisClient } from '../config/clients.js';
-import type { AuditFinding } from './audit.js';
-import type { Actor, AuditTrail } from './audit-trail.js';
+import type { UsageFinding } from '../usage/scan.js';
+import type { Actor, AuditTrail } from '../trail/audit-trail.js';
 
 /**
  * Keys in retirement, in the Redis every rekey host shares (the campaign store's Redis and prefix), so
@@ -169,7 +169,7 @@ export class RefusalRecorder {
 
   constructor(
     private readonly store: RetirementStore,
-    private readonly audit: AuditTrail | undefined,
+    private readonly trail: AuditTrail | undefined,
     private readonly options: RefusalRecorderOptions = {},
   ) {}
 
@@ -186,12 +186,12 @@ export class RefusalRecorder {
     const keyArn = retiringKeyNamedIn(texts, await this.retiring());
     if (keyArn === undefined) return undefined;
     await this.store.countRefusal(keyArn, await this.store.now());
-    this.audit?.key('refusal', keyArn, detail);
+    this.trail?.key('refusal', keyArn, detail);
     return keyArn;
   }
 
-  /** Audit findings KMS refused as disabled or pending deletion: the audit met the retiring key. */
-  async noteFindings(findings: readonly AuditFinding[], source: string): Promise<void> {
+  /** Usage findings KMS refused as disabled or pending deletion: the key-usage scan met the retiring key. */
+  async noteFindings(findings: readonly UsageFinding[], source: string): Promise<void> {
     for (const f of findings) {
       if (f.reason !== 'kms-disabled') continue;
       await this.note([f.message], { source, bucket: f.bucket, key: f.key, versionId: f.versionId, reason: f.reason });

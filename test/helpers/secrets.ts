@@ -1,7 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cluster, type Redis } from 'ioredis';
-import type { RedisClient } from '../../../src/config/clients.js';
+import type { RedisClient } from '../../src/config/clients.js';
 
 /** A secret and every form it could take in text or bytes. */
 export interface Needle {

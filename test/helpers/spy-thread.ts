@@ -1,6 +1,6 @@
 import { BroadcastChannel, parentPort } from 'node:worker_threads';
-import type { ToThread } from '../../../src/crypto/protocol.js';
-import { serveCipherThread } from '../../../src/crypto/thread-runtime.js';
+import type { ToThread } from '../../src/crypto/protocol.js';
+import { serveCipherThread } from '../../src/crypto/thread-runtime.js';
 import { SPY_CHANNEL, type OpenSeen } from './spy-report.js';
 
 /**

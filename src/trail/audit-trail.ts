@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import { pino, type Logger } from 'pino';
-import type { CampaignSpec, CampaignState, Verification } from './spec.js';
+import type { CampaignSpec, CampaignState, Verification } from '../campaign/spec.js';
 import { makeKmsClient } from '../config/clients.js';
 import type { Config } from '../config/config.js';
 import type { ObjectOutcome } from '../rotate/outcome.js';
@@ -136,7 +136,7 @@ export async function configuredActor(config: Config): Promise<Actor> {
 }
 
 /** Appends one event to the configured audit trail, for the CLI's one-shot commands. */
-export async function recordAudit(config: Config, record: (trail: AuditTrail) => void): Promise<void> {
+export async function recordInAuditTrail(config: Config, record: (trail: AuditTrail) => void): Promise<void> {
   const trail = await openConfiguredAuditTrail(config);
   record(trail);
   await trail.flush();

@@ -9,20 +9,22 @@ import { RedisRateLimiter } from '../kms/rate-limiter.js';
 import { observeS3 } from '../s3/observe.js';
 import type { Logger } from '../log/logger.js';
 import type { RekeyMetrics } from '../metrics/index.js';
-import type { AuditTrail } from './audit-trail.js';
-import { objectId } from './store.js';
+import type { AuditTrail } from '../trail/audit-trail.js';
+import { objectId } from '../campaign/store.js';
 import type { ObjectOutcome } from '../rotate/outcome.js';
 import { Rekeyer } from '../rotate/rekey.js';
 import { Rewrapper } from '../rotate/rewrap.js';
 import { rotationTarget } from '../rotate/target.js';
-import { processBatch, type BatchRotator, type ProcessorDeps, type ProcessorOptions } from './processor.js';
-import { connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, queuePrefix, requestVerification, VERIFY_QUEUE_NAME, type BatchJob, type VerifyJob } from './queue.js';
-import { openReportStore } from './report-store.js';
-import { verifyCampaign } from './verify.js';
-import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from './schedule.js';
-import type { CampaignSpec } from './spec.js';
-import { CampaignStore } from './store.js';
-import { RefusalRecorder, RetirementStore } from './retirement-store.js';
+import { processBatch, type BatchRotator, type ProcessorDeps, type ProcessorOptions } from '../campaign/processor.js';
+import { connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, queuePrefix, requestVerification, VERIFY_QUEUE_NAME, type BatchJob, type VerifyJob } from '../campaign/queue.js';
+import { openReportStore } from '../campaign/report-store.js';
+import { verifyCampaign } from '../campaign/verify.js';
+import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from '../campaign/schedule.js';
+import { isFinished, type CampaignSpec } from '../campaign/spec.js';
+import { CampaignStore } from '../campaign/store.js';
+import { UploadJournals } from '../campaign/upload-journals.js';
+import { RotatorCache } from './rotators.js';
+import { RefusalRecorder, RetirementStore } from '../retirement/store.js';
 
 export interface CampaignWorkerOptions {
   /** Batch jobs processed at once by this process. */
@@ -37,7 +39,7 @@ export interface CampaignWorkerOptions {
   /** Where this worker's objects, KMS calls, queue and cipher threads are counted. */
   readonly metrics?: RekeyMetrics;
   /** Where every final object outcome is appended for the user's SIEM. */
-  readonly audit?: AuditTrail;
+  readonly trail?: AuditTrail;
 }
 
 /** Campaigns whose progress a worker exports: the newest ones; older ones are finished long ago. */
@@ -71,6 +73,7 @@ export class CampaignWorker {
   readonly pool: CipherPool;
   private readonly redis: RedisClient;
   private readonly store: CampaignStore;
+  private readonly journals: UploadJournals;
   private readonly retirements: RetirementStore;
   private readonly refusals: RefusalRecorder;
   /** Refusals being recorded; close() waits for them, so none is lost with the Redis connection. */
@@ -80,7 +83,7 @@ export class CampaignWorker {
   private readonly planner: Worker<ScheduleJob>;
   private readonly verifier: Worker<VerifyJob>;
   private readonly verifyQueue;
-  private readonly rotators = new Map<string, { rotator: BatchRotator; kms: KmsBatcher }>();
+  private readonly rotators: RotatorCache<{ rotator: BatchRotator; kms: KmsBatcher }>;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -97,8 +100,13 @@ export class CampaignWorker {
     this.redis = makeRedis(config, { retryStrategy: (times) => Math.min(REDIS_RETRY_CAP_MS, 250 * 2 ** Math.min(times, 6)) });
     this.watchRedis();
     this.store = new CampaignStore(this.redis, config.redisPrefix);
+    this.journals = new UploadJournals(this.redis, config.redisPrefix);
+    this.rotators = new RotatorCache({
+      isFinished: async (id) => isFinished(await this.store.state(id)),
+      onSweepError: (err) => this.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not tell whether a campaign finished; its KMS batcher stays until the next sweep'),
+    });
     this.retirements = new RetirementStore(this.redis, config.redisPrefix);
-    this.refusals = new RefusalRecorder(this.retirements, options.audit);
+    this.refusals = new RefusalRecorder(this.retirements, options.trail);
     this.queue = makeQueue(config, this.redis);
     this.verifyQueue = makeVerifyQueue(config, this.redis);
     this.pool = new CipherPool(options.threads === undefined ? {} : { threads: options.threads });
@@ -199,8 +207,9 @@ export class CampaignWorker {
       await this.queue.close();
       await this.verifyQueue.close();
       await Promise.all(this.noting);
+      await this.rotators.idle();
       await this.redis.quit();
-      await this.options.audit?.flush();
+      await this.options.trail?.flush();
       this.s3.destroy();
       this.kms.destroy();
     })();
@@ -209,7 +218,7 @@ export class CampaignWorker {
 
   private async plan(job: Job<ScheduleJob>): Promise<unknown> {
     const result = await runSchedule({ s3: this.s3, store: this.store, queue: this.queue, verifyQueue: this.verifyQueue, schedules: new ScheduleStore(this.redis, this.config.redisPrefix) }, job);
-    if (result.kind === 'planned' && result.spec) this.options.audit?.campaign('created', result.campaignId, result.spec);
+    if (result.kind === 'planned' && result.spec) this.options.trail?.campaign('created', result.campaignId, result.spec);
     const summary = result.kind === 'planned' ? { kind: result.kind, campaignId: result.campaignId } : result;
     this.log?.info({ schedule: job.data.s, ...summary }, 'scheduled run');
     return summary;
@@ -220,11 +229,12 @@ export class CampaignWorker {
       {
         s3: this.s3,
         store: this.store,
+        journals: this.journals,
         queue: this.queue,
         rotatorFor: (id, spec) => this.rotatorFor(id, spec).rotator,
         reportsFor: (id, spec) => openReportStore(this.s3, spec.reportTo, id),
         onSettled: (id) => requestVerification(this.verifyQueue, id),
-        observe: observeWith(this.options.metrics, this.options.audit, (outcome, campaign) => this.noteRefusal(outcome, campaign)),
+        observe: observeWith(this.options.metrics, this.options.trail, (outcome, campaign) => this.noteRefusal(outcome, campaign)),
       },
       job.data,
       job.id!,
@@ -239,7 +249,7 @@ export class CampaignWorker {
 
   /**
    * The closing verification of a campaign whose objects all settled: the scope re-scanned with the
-   * audit engine at the campaign's KMS pace; the remaining entries to the report store, the counts to
+   * key-usage scan at the campaign's KMS pace; the remaining entries to the report store, the counts to
    * the campaign, which ends `done` or `done-with-remainder`.
    */
   private async verify(id: string): Promise<unknown> {
@@ -247,7 +257,7 @@ export class CampaignWorker {
     const spec = await this.store.spec(id);
     const verification = await verifyCampaign({ s3: this.s3, kms: this.rotatorFor(id, spec).kms, reports: openReportStore(this.s3, spec.reportTo, id) }, spec);
     const state = await this.store.recordVerification(id, verification);
-    this.options.audit?.verified(id, state, verification);
+    this.options.trail?.verified(id, state, verification);
     // The campaign is over: its KMS batcher and cache go with it.
     this.rotators.delete(id);
     this.log?.info({ campaign: id, state, remaining: verification.remaining, unreadable: verification.unreadable }, 'campaign verified');
@@ -266,8 +276,10 @@ export class CampaignWorker {
   }
 
   private rotatorFor(id: string, spec: CampaignSpec): { rotator: BatchRotator; kms: KmsBatcher } {
-    const cached = this.rotators.get(id);
-    if (cached) return cached;
+    return this.rotators.get(id, () => this.makeRotator(id, spec));
+  }
+
+  private makeRotator(id: string, spec: CampaignSpec): { rotator: BatchRotator; kms: KmsBatcher } {
     const kms = new KmsBatcher({
       kms: this.kms,
       limiter: new RedisRateLimiter({ redis: this.redis, prefix: this.config.redisPrefix, campaign: id, ratePerSecond: spec.kmsRequestsPerSecond }),
@@ -279,9 +291,7 @@ export class CampaignWorker {
       spec.mode === 'rewrap'
         ? new Rewrapper({ s3: this.s3, kms, stopped }, target)
         : new Rekeyer({ s3: this.s3, kms, pool: this.pool, objectConcurrency: this.options.objectConcurrency ?? 4, stopped }, target);
-    const entry = { rotator, kms };
-    this.rotators.set(id, entry);
-    return entry;
+    return { rotator, kms };
   }
 }
 
@@ -304,7 +314,7 @@ function cachedFor(ttlMs: number, check: () => Promise<boolean>): () => Promise<
  */
 function observeWith(
   metrics: RekeyMetrics | undefined,
-  audit: AuditTrail | undefined,
+  trail: AuditTrail | undefined,
   onFinal: (outcome: ObjectOutcome, campaign: string) => void,
 ): NonNullable<ProcessorDeps['observe']> {
   return (campaign, mode, refs) => {
@@ -313,7 +323,7 @@ function observeWith(
       const handle = inFlight.get(objectId(outcome.ref));
       if (!final) return handle?.release();
       handle?.done(outcome);
-      audit?.object(campaign, outcome);
+      trail?.object(campaign, outcome);
       onFinal(outcome, campaign);
     };
   };

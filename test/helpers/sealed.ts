@@ -4,7 +4,7 @@ import { buffer } from 'node:stream/consumers';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { encryptUnder, generateSharedKey, putInstructionFile } from '../../../scripts/seed/s3ec-writer.js';
+import { encryptUnder, generateSharedKey, putInstructionFile } from '../../scripts/seed/s3ec-writer.js';
 
 /**
  * An S3EC object built in memory (the seeder's writer rules), so a test can store it with any

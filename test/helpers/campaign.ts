@@ -3,15 +3,15 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
-import type { CampaignStatus } from '../../../src/campaign/spec.js';
-import { CampaignStore } from '../../../src/campaign/store.js';
-import { openReportStore, outcomesIn } from '../../../src/campaign/report-store.js';
-import type { Config } from '../../../src/config/config.js';
-import type { ObjectOutcome } from '../../../src/rotate/outcome.js';
-import { seedObjects, type SeededObject, type SeedPlan } from '../../../scripts/seed/seed.js';
-import { rekey } from '../../helpers/cli.js';
-import { freshBucket, openStackWithKeys, type StackWithKeys, type TestStack } from '../../helpers/stack.js';
-import { decryptObject } from '../../helpers/verify.js';
+import type { CampaignStatus } from '../../src/campaign/spec.js';
+import { CampaignStore } from '../../src/campaign/store.js';
+import { openReportStore, outcomesIn } from '../../src/campaign/report-store.js';
+import type { Config } from '../../src/config/config.js';
+import type { ObjectOutcome } from '../../src/rotate/outcome.js';
+import { seedObjects, type SeededObject, type SeedPlan } from '../../scripts/seed/seed.js';
+import { rekey } from './cli.js';
+import { freshBucket, openStackWithKeys, type StackWithKeys, type TestStack } from './stack.js';
+import { decryptObject } from './verify.js';
 
 /** The stack, campaign store and old and new KMS keys every campaign suite starts from. */
 export interface CampaignSuite extends StackWithKeys {

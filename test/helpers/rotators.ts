@@ -1,13 +1,13 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import { CipherPool } from '../../../src/crypto/pool.js';
-import { KmsBatcher } from '../../../src/kms/batcher.js';
-import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
-import type { ObjectOutcome, ObjectRef } from '../../../src/rotate/outcome.js';
-import { Rekeyer } from '../../../src/rotate/rekey.js';
-import { Rewrapper } from '../../../src/rotate/rewrap.js';
-import { rotationTarget, type RotationTarget } from '../../../src/rotate/target.js';
-import { noJournal } from '../../../src/s3/upload-journal.js';
-import type { TestKey, TestStack } from '../../helpers/stack.js';
+import { CipherPool } from '../../src/crypto/pool.js';
+import { KmsBatcher } from '../../src/kms/batcher.js';
+import { RedisRateLimiter } from '../../src/kms/rate-limiter.js';
+import type { ObjectOutcome, ObjectRef } from '../../src/rotate/outcome.js';
+import { Rekeyer } from '../../src/rotate/rekey.js';
+import { Rewrapper } from '../../src/rotate/rewrap.js';
+import { rotationTarget, type RotationTarget } from '../../src/rotate/target.js';
+import { noJournal } from '../../src/s3/upload-journal.js';
+import type { TestKey, TestStack } from './stack.js';
 
 export type RotateMode = 'rewrap' | 'rekey';
 

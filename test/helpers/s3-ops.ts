@@ -1,4 +1,4 @@
-import type { RequestMatcher } from '../../integration/kms/fault-proxy.js';
+import type { RequestMatcher } from './kms-fault-proxy.js';
 
 /**
  * S3 REST operations as they cross the fault proxy (path-style requests of the AWS SDK v3), so rules

@@ -4,8 +4,8 @@ import { ConfigError } from '../errors.js';
 import type { KmsBatcher } from '../kms/batcher.js';
 import { mayHoldVersions } from '../s3/versioning.js';
 import { cancelKeyDeletion, describeKey, disableKey, enableKey, isAwsManaged, scheduleKeyDeletion, type KeyFacts } from '../kms/key-lifecycle.js';
-import { auditKeyUsage, type AuditFinding } from './audit.js';
-import type { Actor, AuditTrail } from './audit-trail.js';
+import { scanKeyUsage, type UsageFinding } from '../usage/scan.js';
+import type { Actor, AuditTrail } from '../trail/audit-trail.js';
 import {
   retiringKeyNamedIn,
   type RefusalRecorder,
@@ -15,8 +15,9 @@ import {
   type RetirementStep,
   type RetirementStepKind,
   type RetirementStore,
-} from './retirement-store.js';
-import type { CampaignStore } from './store.js';
+} from './store.js';
+import { isFinished } from '../campaign/spec.js';
+import type { CampaignStore } from '../campaign/store.js';
 
 /**
  * Retiring a KMS key the way a key custodian does: prove nothing in scope still depends on it, disable
@@ -60,11 +61,11 @@ export interface RetirementDeps {
   readonly store: RetirementStore;
   readonly campaigns: CampaignStore;
   readonly refusals: RefusalRecorder;
-  readonly audit: AuditTrail;
+  readonly trail: AuditTrail;
   readonly actor: Actor;
   readonly clock: RetirementClock;
   /** Told each entry that blocks the step: under the key, or unreadable. */
-  readonly onFinding?: (finding: AuditFinding) => void;
+  readonly onFinding?: (finding: UsageFinding) => void;
 }
 
 export interface AuditScopeOptions {
@@ -107,7 +108,7 @@ export async function retireKey(deps: RetirementDeps, key: string, options: Audi
   await disableKey(deps.kmsClient, facts.keyId);
   const step = await stepOf(deps, 'disabled', options, { proof });
   await deps.store.record({ ...identity(facts), state: 'disabled', step, scopes: scope.scopes, includeVersions: scope.includeVersions });
-  deps.audit.key('disabled', facts.arn, stepDetail(step));
+  deps.trail.key('disabled', facts.arn, stepDetail(step));
   return { key: facts, step, warnings: warningsFor(facts) };
 }
 
@@ -153,7 +154,7 @@ export async function scheduleDeletion(deps: RetirementDeps, key: string, option
   const deletionDate = await scheduleKeyDeletion(deps.kmsClient, facts.keyId, options.pendingDays);
   const step = await stepOf(deps, 'deletion-scheduled', options, { proof, observedMs, pendingDays: options.pendingDays, deletionDate: deletionDate.getTime() });
   await deps.store.record({ ...identity(facts), state: 'pending-deletion', step });
-  deps.audit.key('deletion-scheduled', facts.arn, stepDetail(step));
+  deps.trail.key('deletion-scheduled', facts.arn, stepDetail(step));
   return { key: { ...facts, deletionDate }, step, warnings: warningsFor(facts) };
 }
 
@@ -169,7 +170,7 @@ export async function cancelRetirement(deps: RetirementDeps, key: string, option
   await enableKey(deps.kmsClient, facts.keyId);
   const step = await stepOf(deps, pending ? 'deletion-cancelled' : 'enabled', options, {});
   await deps.store.record({ ...identity(facts), state: 'cancelled', step });
-  deps.audit.key(step.step === 'enabled' ? 'enabled' : 'deletion-cancelled', facts.arn, stepDetail(step));
+  deps.trail.key(step.step === 'enabled' ? 'enabled' : 'deletion-cancelled', facts.arn, stepDetail(step));
   return { key: { ...facts, state: 'Enabled', deletionDate: undefined }, step, warnings: [] };
 }
 
@@ -232,12 +233,12 @@ async function proveUnused(deps: RetirementDeps, facts: KeyFacts, scope: Scope, 
     throw new ConfigError(`${facts.arn} is ${facts.state}, so it cannot receive the audit's ReEncrypt probes: name an enabled key you may ReEncryptTo with --probe-key`);
   }
   const totals = { objects: 0, noncurrentVersions: 0, instructionFiles: 0, remaining: 0, unreadable: 0, kmsProbes: 0 };
-  const refused: AuditFinding[] = [];
+  const refused: UsageFinding[] = [];
   for (const { bucket, prefix } of scope.scopes) {
-    const summary = await auditKeyUsage({ s3: deps.s3, kms: deps.kms }, { bucket, prefix, keyArn: facts.arn, probeKeyId: probeKeyArn, includeVersions: scope.includeVersions }, (finding) => {
+    const summary = await scanKeyUsage({ s3: deps.s3, kms: deps.kms }, { bucket, prefix, keyArn: facts.arn, probeKeyId: probeKeyArn, includeVersions: scope.includeVersions }, (finding) => {
       // KMS refusing a wrapped key because this key is disabled names the key: the entry is under it.
       const underDisabledKey = finding.reason === 'kms-disabled' && retiringKeyNamedIn([finding.message], [{ keyArn: facts.arn, keyId: facts.keyId }]) !== undefined;
-      const shown: AuditFinding = underDisabledKey ? { ...finding, status: 'under-key', keyId: facts.arn } : finding;
+      const shown: UsageFinding = underDisabledKey ? { ...finding, status: 'under-key', keyId: facts.arn } : finding;
       if (underDisabledKey) refused.push(finding);
       deps.onFinding?.(shown);
     });
@@ -268,14 +269,11 @@ async function proveUnused(deps: RetirementDeps, facts: KeyFacts, scope: Scope, 
   return proof;
 }
 
-/** States of a campaign that sends KMS no more requests (`done-with-remainder`: its closing verification found entries left). */
-const FINISHED_CAMPAIGN_STATES: ReadonlySet<string> = new Set(['done', 'done-with-remainder', 'cancelled']);
-
 /** Campaigns not finished that move data to or from the key would fail on a disabled key. */
 async function refuseWhileCampaignsUse(deps: RetirementDeps, facts: KeyFacts): Promise<void> {
   for (const id of await deps.campaigns.list()) {
     const state = await deps.campaigns.state(id);
-    if (FINISHED_CAMPAIGN_STATES.has(state)) continue;
+    if (isFinished(state)) continue;
     const spec = await deps.campaigns.spec(id);
     if (spec.targetKeyArn === facts.arn || spec.sourceKeyArns.includes(facts.arn)) {
       throw await refuse(deps, facts, 'campaign-uses-key', `campaign ${id} (${state}) still moves data ${spec.targetKeyArn === facts.arn ? 'to' : 'from'} ${facts.arn}: let it finish, or cancel it`);
@@ -284,8 +282,8 @@ async function refuseWhileCampaignsUse(deps: RetirementDeps, facts: KeyFacts): P
 }
 
 async function refuse(deps: RetirementDeps, facts: KeyFacts, reason: RetireRefusal, message: string, proof?: RetirementProof): Promise<RetirementRefused> {
-  deps.audit.key('retire-refused', facts.arn, { refusal: reason, message, keyState: facts.state, ...(proof ? { proof } : {}) });
-  await deps.audit.flush();
+  deps.trail.key('retire-refused', facts.arn, { refusal: reason, message, keyState: facts.state, ...(proof ? { proof } : {}) });
+  await deps.trail.flush();
   return new RetirementRefused(reason, message, proof);
 }
 
