@@ -12,7 +12,8 @@
  * Run: `npm run bench -- peer-script` (builds dist/ first). Env: BENCH_PAIRS (3), BENCH_MIXED_1MIB (200),
  * BENCH_MIXED_32MIB (4), BENCH_SMALL_OBJECTS (600), BENCH_SCRIPT_THREADS (8), BENCH_WORKLOADS
  * (`small,mixed`), BENCH_REKEY_ARGS (extra `rekey run` flags, space-separated), BENCH_CPU_PROF (a folder:
- * the rekey process writes `--cpu-prof` profiles there).
+ * the rekey process writes `--cpu-prof` profiles there), BENCH_REKEY_ROOT (another checkout of rekey, e.g. an
+ * older commit, whose build is measured instead of this one).
  */
 import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -36,6 +37,8 @@ const SCRIPT_THREADS = envInt('BENCH_SCRIPT_THREADS', 8);
 const WORKLOADS = (process.env.BENCH_WORKLOADS ?? 'small,mixed').split(',').map((w) => w.trim());
 const REKEY_ARGS = (process.env.BENCH_REKEY_ARGS ?? '').split(' ').filter(Boolean);
 const CPU_PROF = process.env.BENCH_CPU_PROF;
+/** The checkout whose rekey runs (its bin/rekey.js and dist/): another one, built, measures a before against the same script. */
+const REKEY_ROOT = process.env.BENCH_REKEY_ROOT ?? ROOT;
 
 /**
  * Runs argv[1:] and reports, on the last line of stderr, its wall time and the rusage of every descendant
@@ -98,7 +101,7 @@ function baseEnv(stack: TestStack): NodeJS.ProcessEnv {
 async function runRekey(stack: TestStack, bucket: string, target: TestKey, objects: number): Promise<Measured> {
   const prefix = uniqueName('peer');
   const prof = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [];
-  const argv = [process.execPath, ...prof, join(ROOT, 'bin/rekey.js'), 'run', '--bucket', bucket, '--mode', 'rekey', '--target-key', target.keyId, '--no-watch', '--json', ...REKEY_ARGS];
+  const argv = [process.execPath, ...prof, join(REKEY_ROOT, 'bin/rekey.js'), 'run', '--bucket', bucket, '--mode', 'rekey', '--target-key', target.keyId, '--no-watch', '--json', ...REKEY_ARGS];
   const env = { ...baseEnv(stack), REDIS_URL: stack.config.redisUrl, REKEY_REDIS_PREFIX: prefix };
   const out = await measured('rekey', argv, env);
   const status = JSON.parse(out.stdout.trim().split('\n').pop()!) as { rotated: number; failed: number; skipped: number };
@@ -201,8 +204,9 @@ async function runWorkload(stack: TestStack, workload: Workload, keys: readonly 
 
 async function main(): Promise<void> {
   console.log(machineLine());
-  // The installed CLI runs compiled JS: measure that, built from this checkout.
-  await run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')]);
+  console.log(`rekey from ${REKEY_ROOT}`);
+  // The installed CLI runs compiled JS: measure that, built from its checkout.
+  await run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(REKEY_ROOT, 'tsconfig.build.json')]);
   if (CPU_PROF) await mkdir(CPU_PROF, { recursive: true });
   const stack = openStack({ ...strictS3(), kmsEndpoint: localKms().endpoint });
   const keys = [await freshKmsKey(stack.kms, 'peer old'), await freshKmsKey(stack.kms, 'peer new')] as const;

@@ -1,9 +1,10 @@
-import type { Readable } from 'node:stream';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { pipeline, Readable } from 'node:stream';
+import type { S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { DataKey } from '../crypto/data-key.js';
 import { buildEnvelope } from '../crypto/new-envelope.js';
-import type { CipherPool, PoolStream } from '../crypto/pool.js';
+import type { CipherPool, ReencryptSpec } from '../crypto/pool.js';
+import { createReencryptStream } from '../crypto/streams.js';
 import { decryptSpecFor, encryptSpecFor } from '../crypto/specs.js';
 import {
   CBC,
@@ -17,8 +18,8 @@ import { RekeyError } from '../errors.js';
 import { RetryBudget, withBudget } from '../retry/budget.js';
 import { s3Failure } from '../s3/errors.js';
 import { deleteIfUnchanged, type WriteResult } from '../s3/conditional-writes.js';
-import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
-import { readSmallObject, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
+import { DEFAULT_PART_BYTES, uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
+import { readSmallObject, readSnapshotBody, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
 import { wrappedKeyDigest, type IntentSink, type WriteIntent } from './intent.js';
@@ -40,7 +41,22 @@ export interface RekeyDeps {
   readonly objectConcurrency?: number;
   readonly upload?: Omit<ReplacementOptions, 'journal'>;
   readonly stopped?: StopCheck;
+  /**
+   * Bodies up to this size are re-encrypted on this thread: for them the hop to a cipher thread (keys
+   * and chunks posted, outputs posted back) costs more than the AES work. The keys stay on this thread,
+   * which holds them anyway. Default: one upload part; 0 sends every body to the pool.
+   */
+  readonly inlineCipherBytes?: number;
 }
+
+/**
+ * Bodies up to this size are read whole while the KMS calls are under way, rather than after them: a
+ * round trip fewer per small object, and never a response left unread while KMS is slow.
+ */
+const PREFETCHED_BODY_BYTES = 2 * 1024 * 1024;
+
+/** The cipher output a rekey uploads; `bytesOut` is final once it ended. */
+type CipherOutput = Readable & { readonly bytesOut: number };
 
 const UNAUTHENTICATED_SOURCE =
   'legacy AES/CBC content has no authentication: a wrong key or damage can pass unseen and would then carry a valid GCM tag; ' +
@@ -108,6 +124,7 @@ export class Rekeyer {
     let facts: OutcomeFacts = {};
     let intent: WriteIntent | undefined;
     const keys: DataKey[] = [];
+    let reads: EarlyReads | undefined;
     try {
       if (isInstructionFileName(ref.key)) {
         const entry = await inspectInstructionEntry(this.deps.s3, ref);
@@ -123,6 +140,8 @@ export class Rekeyer {
       if (!facts.sourceAuthenticated && !this.target.allowUnauthenticatedSource) {
         return notRotated(ref, 'rekey', 'unauthenticated-source', UNAUTHENTICATED_SOURCE, { ...facts, durationMs: Date.now() - started });
       }
+      // Reads that depend only on what HEAD saw run alongside the KMS calls; the write still waits for the intent.
+      reads = this.startReads(snapshot);
       const old = await this.deps.kms.decryptDataKey(envelope.encryptedDataKey, kmsEncryptionContext(envelope));
       const oldKey = DataKey.adopt(old.plaintext);
       keys.push(oldKey);
@@ -149,7 +168,7 @@ export class Rekeyer {
       const placed = placeEnvelope(snapshot, newEnvelope);
       // Everything awaited goes before the cipher starts: an early cipher error needs a reader attached.
       const fileNow = placed.instructionFile === undefined ? undefined : object.instructionFile ?? (await this.currentInstructionFile(snapshot));
-      const tagging = await readTagging(this.deps.s3, snapshot);
+      const tagging = await reads.tagging.take();
       const file = object.instructionFile;
       const inFile = placed.instructionFile !== undefined;
       intent = {
@@ -165,8 +184,8 @@ export class Rekeyer {
       };
       /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
       await onIntent?.(intent);
-      const body = await this.readBody(snapshot);
-      const cipher = this.deps.pool.reencrypt(body, {
+      const body = exactLength(await (reads.body?.take() ?? readSnapshotBody(this.deps.s3, snapshot)), snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
+      const cipher = this.reencrypt(body, snapshot.size, {
         decrypt: decryptSpecFor(envelope, oldKey),
         encrypt: encryptSpecFor(newEnvelope, newKey),
       });
@@ -198,23 +217,31 @@ export class Rekeyer {
       if (landed) return landed;
       return await settleLostWrite(this.deps, this.target, fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started }));
     } finally {
+      reads?.tagging.drop();
+      reads?.body?.drop();
       for (const key of keys) key.destroy();
     }
   }
 
-  /** The body as it was when HEAD saw it: a GET conditional on the same ETag and version. */
-  private async readBody(snapshot: ObjectSnapshot): Promise<Readable> {
-    try {
-      const out = await this.deps.s3.send(
-        new GetObjectCommand({ Bucket: snapshot.bucket, Key: snapshot.key, VersionId: snapshot.versionId, IfMatch: snapshot.etag }),
-      );
-      return exactLength(out.Body as Readable, snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
-    } catch (err) {
-      throw s3Failure(err, `GET s3://${snapshot.bucket}/${snapshot.key}`);
-    }
+  /** The tags, and a small body whole, as they were when HEAD saw them (the GET is conditional on its ETag). */
+  private startReads(snapshot: ObjectSnapshot): EarlyReads {
+    const body =
+      snapshot.size <= PREFETCHED_BODY_BYTES
+        ? new Early(
+            readSnapshotBody(this.deps.s3, snapshot).then(heldWhole),
+            (stream: Readable) => stream.destroy(),
+          )
+        : undefined;
+    return { tagging: new Early(readTagging(this.deps.s3, snapshot)), body };
   }
 
-  private upload(object: EncryptedObject, metadata: Record<string, string>, cipher: PoolStream, tagging: string | undefined, journal: UploadJournal) {
+  private reencrypt(body: Readable, size: number, spec: ReencryptSpec): CipherOutput {
+    if (size > (this.deps.inlineCipherBytes ?? this.deps.upload?.partBytes ?? DEFAULT_PART_BYTES)) return this.deps.pool.reencrypt(body, spec);
+    // pipeline destroys both on either's failure; the error reaches the uploader through the cipher stream.
+    return pipeline(body, createReencryptStream(spec.decrypt, spec.encrypt), () => undefined);
+  }
+
+  private upload(object: EncryptedObject, metadata: Record<string, string>, cipher: CipherOutput, tagging: string | undefined, journal: UploadJournal) {
     const { snapshot } = object;
     return uploadReplacement(
       this.deps.s3,
@@ -268,6 +295,41 @@ export class Rekeyer {
 }
 
 type InstructionFile = NonNullable<EncryptedObject['instructionFile']>;
+
+/** A read started before it is known to be needed; one never taken is released, its failure dropped. */
+class Early<T> {
+  readonly #value: Promise<T>;
+  readonly #release: (value: T) => void;
+  #taken = false;
+
+  constructor(value: Promise<T>, release: (value: T) => void = () => undefined) {
+    this.#value = value;
+    this.#release = release;
+    value.catch(() => undefined);
+  }
+
+  take(): Promise<T> {
+    this.#taken = true;
+    return this.#value;
+  }
+
+  drop(): void {
+    if (!this.#taken) this.#value.then(this.#release, () => undefined);
+  }
+}
+
+/** The body's bytes, read to the end (a small object): the connection is free while KMS answers. */
+async function heldWhole(stream: Readable): Promise<Readable> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Readable.from(chunks);
+}
+
+interface EarlyReads {
+  readonly tagging: Early<string | undefined>;
+  /** Only for bodies small enough to hold whole. */
+  readonly body: Early<Readable> | undefined;
+}
 
 /** What became of the instruction file: deleted (a delete marker in a versioned bucket) or rewritten. */
 interface FileSettlement {

@@ -32,7 +32,6 @@ const KMS_PACKAGES = /^@aws-sdk\/client-kms$/;
 const RAW_SDK_ALLOWED: ReadonlyMap<string, readonly string[]> = new Map([
   ['campaign/sources.ts', ['@aws-sdk/client-s3']],
   ['cli/doctor.ts', ['@aws-sdk/client-kms', '@aws-sdk/client-s3']],
-  ['rotate/rekey.ts', ['@aws-sdk/client-s3']],
   ['rotate/replaced-versions.ts', ['@aws-sdk/client-s3']],
 ]);
 /** Where clients are built from the configuration: constructing one is not sending a command. */
