@@ -18,7 +18,7 @@ import { RekeyError } from '../errors.js';
 import { RetryBudget, withBudget } from '../retry/budget.js';
 import { s3Failure } from '../s3/errors.js';
 import { deleteIfUnchanged, type WriteResult } from '../s3/conditional-writes.js';
-import { DEFAULT_PART_BYTES, uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
+import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
 import { readSmallObject, readSnapshotBody, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
@@ -44,7 +44,7 @@ export interface RekeyDeps {
   /**
    * Bodies up to this size are re-encrypted on this thread: for them the hop to a cipher thread (keys
    * and chunks posted, outputs posted back) costs more than the AES work. The keys stay on this thread,
-   * which holds them anyway. Default: one upload part; 0 sends every body to the pool.
+   * which holds them anyway. Default 256 KiB; 0 sends every body to the pool.
    */
   readonly inlineCipherBytes?: number;
 }
@@ -54,6 +54,12 @@ export interface RekeyDeps {
  * round trip fewer per small object, and never a response left unread while KMS is slow.
  */
 const PREFETCHED_BODY_BYTES = 2 * 1024 * 1024;
+
+/**
+ * The main thread is what limits a rekey (SDK requests, GC; docs/benchmarks.md, peer script), and AES
+ * there costs ~2 ms per MiB: a 1 MiB body re-encrypted inline cost it more than the hop it saved.
+ */
+const DEFAULT_INLINE_CIPHER_BYTES = 256 * 1024;
 
 /** The cipher output a rekey uploads; `bytesOut` is final once it ended. */
 type CipherOutput = Readable & { readonly bytesOut: number };
@@ -236,7 +242,7 @@ export class Rekeyer {
   }
 
   private reencrypt(body: Readable, size: number, spec: ReencryptSpec): CipherOutput {
-    if (size > (this.deps.inlineCipherBytes ?? this.deps.upload?.partBytes ?? DEFAULT_PART_BYTES)) return this.deps.pool.reencrypt(body, spec);
+    if (size > (this.deps.inlineCipherBytes ?? DEFAULT_INLINE_CIPHER_BYTES)) return this.deps.pool.reencrypt(body, spec);
     // pipeline destroys both on either's failure; the error reaches the uploader through the cipher stream.
     return pipeline(body, createReencryptStream(spec.decrypt, spec.encrypt), () => undefined);
   }
