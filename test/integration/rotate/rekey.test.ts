@@ -145,18 +145,4 @@ describe('rekey: stream re-encryption under a fresh data key', () => {
     const uploads = await stack.s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
     assert.equal(uploads.Uploads?.length ?? 0, 0, 'no multipart upload is left open');
   });
-
-  test('a body within inlineCipherBytes is re-encrypted without a cipher thread; a larger one goes to the pool', async () => {
-    // A closed pool refuses every stream: what rotates through it never needed a thread.
-    const closed = new CipherPool({ threads: 1 });
-    await closed.close();
-    const small = { bucket, key: 'inline-small', kmsKeyId: oldKey.keyId, format: 'v2' as const, body: randomBytes(2000) };
-    const large = { bucket, key: 'inline-large', kmsKeyId: oldKey.keyId, format: 'v3' as const, body: randomBytes(5000) };
-    for (const c of [small, large]) await s3ecPut(stack.config, c, c.body);
-    const target = rotationTarget({ mode: 'rekey', targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat: 'same', sourceKeyArns: [] });
-    const outcomes = await new Rekeyer({ s3: stack.s3, kms, pool: closed, inlineCipherBytes: 4096 }, target).rotate([small, large], noJournal);
-    assert.deepEqual(outcomes.map((o) => [o.outcome, o.reason]), [['rotated', undefined], ['skipped', 'cancelled']], outcomes.map((o) => o.message).join('; '));
-    assert.equal(sha256(await s3ecGet(stack.config, small, newKey.keyId)), sha256(small.body), 'the inline rekey reads back under the new key');
-    assert.equal(sha256(await s3ecGet(stack.config, large, oldKey.keyId)), sha256(large.body), 'the refused one is untouched');
-  });
 });
