@@ -16,7 +16,8 @@
  * older commit, whose build is measured instead of this one).
  */
 import { execFile } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -71,9 +72,12 @@ interface Workload {
   readonly bytes: number;
 }
 
+/** Where both sides run: whatever they leave on local disk (rekey's default report store) goes with it. */
+const WORK_DIR = await mkdtemp(join(tmpdir(), 'rekey-peer-'));
+
 async function measured(side: Side, argv: readonly string[], env: NodeJS.ProcessEnv): Promise<Measured & { stdout: string }> {
   const server = serverCpuSeconds('versitygw');
-  const { stdout, stderr } = await run(stackPython(), ['-c', RUSAGE_WRAPPER, ...argv], { env, maxBuffer: 64 << 20 }).catch((e: { stdout?: string; stderr?: string }) => {
+  const { stdout, stderr } = await run(stackPython(), ['-c', RUSAGE_WRAPPER, ...argv], { env, cwd: WORK_DIR, maxBuffer: 64 << 20 }).catch((e: { stdout?: string; stderr?: string }) => {
     throw new Error(`${side} failed: ${e.stderr ?? String(e)}`);
   });
   const serverAfter = serverCpuSeconds('versitygw');
@@ -223,6 +227,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await stack.close();
+    await rm(WORK_DIR, { recursive: true, force: true });
   }
   const small = results.get('small');
   if (small) {
