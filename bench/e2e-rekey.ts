@@ -2,8 +2,9 @@
  * End-to-end rekey benchmark: the real Rekeyer (HEAD, KMS Decrypt + GenerateDataKey, GET, re-encryption in
  * the CipherPool, conditional multipart upload) against a plain streaming copy of the same objects (GET
  * into a lib-storage Upload, same client, part size, queue size and object concurrency, no crypto), in
- * alternating rounds against the same endpoint. The last line is the median rekey/plain ratio of adjacent
- * rounds, which shared the machine's load most nearly. Run: `node --import tsx bench/e2e-rekey.ts`.
+ * alternating rounds against the same endpoint. The last lines are the median rekey/plain ratios of adjacent
+ * rounds, which shared the machine's load most nearly: throughput (`rekey_vs_plain_copy`), then this
+ * process' CPU per byte (`rekey_cpu_over_plain`; core-seconds per GB of each kind are printed above). Run: `node --import tsx bench/e2e-rekey.ts`.
  * Env: BENCH_ENDPOINTS (moto,versitygw), BENCH_OBJECTS (6), BENCH_OBJECT_MIB (64), BENCH_ROUNDS (5 per
  * kind), BENCH_PART_MIB and BENCH_QUEUE_SIZE (the product's defaults: 8, 4), BENCH_OBJECT_CONCURRENCY (4), BENCH_THREADS (cores).
  */
@@ -174,8 +175,10 @@ interface EndpointResult {
   /** MB/s of each kind over all its rounds. */
   readonly plain: number;
   readonly rekey: number;
-  /** Median rekey/plain ratio of adjacent rounds: the figure the last line reports. */
+  /** Median rekey/plain ratio of adjacent rounds: the figure the last line but one reports. */
   readonly ratio: number;
+  /** Median rekey/plain ratio of this process' CPU per byte in adjacent rounds: the last line. */
+  readonly cpuRatio: number;
 }
 
 /** Overall rate of a kind: all its bytes over all its time, so a slow round weighs as long as it took. */
@@ -184,16 +187,22 @@ function overall(rounds: readonly Round[], kind: Kind): number {
   return mbPerSecond(mine.reduce((s, r) => s + r.value, 0), mine.reduce((s, r) => s + r.seconds, 0));
 }
 
-/** rekey/plain of each pair of adjacent rounds: the two ran under nearly the same load of the shared machine. */
-function pairRatios(rounds: readonly Round[]): number[] {
+/**
+ * rekey/plain of a figure of each pair of adjacent rounds: the two ran under nearly the same load of the
+ * shared machine.
+ */
+function pairRatios(rounds: readonly Round[], figure: (round: Round) => number): number[] {
   const ratios: number[] = [];
   for (let i = 0; i + 1 < rounds.length; i += 2) {
     const pair = [rounds[i]!, rounds[i + 1]!];
-    const rate = (kind: Kind) => pair.filter((r) => r.kind === kind).map((r) => mbPerSecond(r.value, r.seconds))[0]!;
-    ratios.push(rate('rekey') / rate('plain'));
+    const of = (kind: Kind) => figure(pair.find((r) => r.kind === kind)!);
+    ratios.push(of('rekey') / of('plain'));
   }
   return ratios;
 }
+
+const rateOf = (r: Round) => mbPerSecond(r.value, r.seconds);
+const cpuPerByteOf = (r: Round) => r.clientCpu / r.value;
 
 /** CPU core-seconds per GB moved, of this process and of the server: what a kind costs whatever the load. */
 function cpuPerGb(rounds: readonly Round[], kind: Kind): string {
@@ -208,11 +217,13 @@ function summarise(endpoint: EndpointName, rounds: readonly Round[]): EndpointRe
   const rates = (kind: Kind) => rounds.filter((r) => r.kind === kind).map((r) => mbPerSecond(r.value, r.seconds));
   const plain = overall(rounds, 'plain');
   const rekey = overall(rounds, 'rekey');
-  const ratios = pairRatios(rounds);
+  const ratios = pairRatios(rounds, rateOf);
+  const cpuRatios = pairRatios(rounds, cpuPerByteOf);
   console.log(`${endpoint}: plain copy ${plain.toFixed(0)} MB/s, per round ${formatSpread(spread(rates('plain')))}; ${cpuPerGb(rounds, 'plain')}`);
   console.log(`${endpoint}: rekey      ${rekey.toFixed(0)} MB/s, per round ${formatSpread(spread(rates('rekey')))}; ${cpuPerGb(rounds, 'rekey')}`);
   console.log(`${endpoint}: rekey / plain copy: overall ${(rekey / plain).toFixed(3)}; adjacent pairs ${ratios.map((r) => r.toFixed(2)).join(' ')}, ${formatSpread(spread(ratios), 3)}`);
-  return { endpoint, plain, rekey, ratio: spread(ratios).median };
+  console.log(`${endpoint}: rekey / plain copy, CPU per byte of this process: adjacent pairs ${cpuRatios.map((r) => r.toFixed(2)).join(' ')}, ${formatSpread(spread(cpuRatios), 3)}`);
+  return { endpoint, plain, rekey, ratio: spread(ratios).median, cpuRatio: spread(cpuRatios).median };
 }
 
 async function runEndpoint(endpoint: EndpointName): Promise<EndpointResult> {
@@ -235,3 +246,4 @@ const headline = results.reduce((best, r) => (r.plain > best.plain ? r : best));
 const others = results.filter((r) => r !== headline).map((r) => `${r.endpoint} ${r.plain.toFixed(0)} MB/s`);
 console.log(`last line: ${headline.endpoint}, the faster plain copy (${headline.plain.toFixed(0)} MB/s${others.length ? ` vs ${others.join(', ')}` : ''})`);
 console.log(`rekey_vs_plain_copy=${headline.ratio.toFixed(3)}`);
+console.log(`rekey_cpu_over_plain=${headline.cpuRatio.toFixed(3)}`);

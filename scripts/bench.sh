@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/runtime.sh
-names="crypto|e2e-rekey|memory|rewrap|plan"
+names="crypto|e2e-rekey|memory|rewrap|plan|peer-script"
 name="${1:-}"
 if [[ ! "$name" =~ ^($names)$ ]]; then
   printf 'rekey: name a benchmark: npm run bench -- %s\n' "$names" >&2

@@ -1,6 +1,6 @@
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { DataKey } from '../crypto/data-key.js';
 import { buildEnvelope } from '../crypto/new-envelope.js';
@@ -23,7 +23,7 @@ import { RetryBudget, withBudget } from '../retry/budget.js';
 import { s3Failure } from '../s3/errors.js';
 import { deleteIfUnchanged, type WriteResult } from '../s3/conditional-writes.js';
 import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
-import { headObject, readSmallObject, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
+import { headObject, readSmallObject, readSnapshotBody, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
 import { wrappedKeyDigest, type IntentLog, type WriteIntent } from './intent.js';
@@ -256,14 +256,7 @@ export class Rekeyer {
 
   /** The body as it was when HEAD saw it: a GET conditional on the same ETag and version. */
   private async readBody(snapshot: ObjectSnapshot): Promise<Readable> {
-    try {
-      const out = await this.deps.s3.send(
-        new GetObjectCommand({ Bucket: snapshot.bucket, Key: snapshot.key, VersionId: snapshot.versionId, IfMatch: snapshot.etag }),
-      );
-      return exactLength(out.Body as Readable, snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
-    } catch (err) {
-      throw s3Failure(err, `GET s3://${snapshot.bucket}/${snapshot.key}`);
-    }
+    return exactLength(await readSnapshotBody(this.deps.s3, snapshot), snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
   }
 
   private upload(object: EncryptedObject, metadata: Record<string, string>, cipher: PoolStream, tagging: string | undefined, journal: UploadJournal) {

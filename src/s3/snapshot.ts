@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import {
   GetObjectCommand,
   GetObjectTaggingCommand,
@@ -113,6 +114,19 @@ export async function readTagging(s3: S3Client, snapshot: Pick<ObjectSnapshot, '
     return new URLSearchParams(tags.map((t): [string, string] => [t.Key ?? '', t.Value ?? ''])).toString();
   } catch (err) {
     throw s3Failure(err, `GET tagging of s3://${snapshot.bucket}/${snapshot.key}`);
+  }
+}
+
+/**
+ * The body of exactly the version HEAD saw: a GET conditional on its ETag (and version id), so a write
+ * that landed since fails the read with 412 instead of streaming other content.
+ */
+export async function readSnapshotBody(s3: S3Client, snapshot: Pick<ObjectSnapshot, 'bucket' | 'key' | 'versionId' | 'etag'>): Promise<Readable> {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: snapshot.bucket, Key: snapshot.key, VersionId: snapshot.versionId, IfMatch: snapshot.etag }));
+    return out.Body as Readable;
+  } catch (err) {
+    throw s3Failure(err, `GET s3://${snapshot.bucket}/${snapshot.key}`);
   }
 }
 

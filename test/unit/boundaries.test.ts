@@ -25,14 +25,6 @@ const S3_PACKAGES = /^@aws-sdk\/(client-s3|lib-storage)$/;
 const KMS_PACKAGES = /^@aws-sdk\/client-kms$/;
 
 /**
- * Files that still send raw S3 or KMS commands outside src/s3 and src/kms. Issue 16 item 3 moves each call
- * into a function in src/s3 or src/kms; an entry must go as soon as its file no longer needs it, and no
- * file may be added.
- */
-const RAW_SDK_ALLOWED: ReadonlyMap<string, readonly string[]> = new Map([
-  ['rotate/rekey.ts', ['@aws-sdk/client-s3']],
-]);
-/**
  * The folders above the shared layers, top first: each imports only folders after it (docs/design.md §5).
  * cli parses flags; worker composes a worker process; retirement retires KMS keys with the proof of a
  * usage scan; trail is the SIEM audit trail; campaign plans and records campaigns; usage scans a scope
@@ -229,10 +221,7 @@ describe('import boundaries of src/', () => {
       const kms = KMS_PACKAGES.test(to) && folderOf(from) !== 'kms';
       if (s3 || kms) violations.set(from, [...(violations.get(from) ?? []), to].sort());
     }
-    const isNew = [...violations].filter(([file, packages]) => !packages.every((p) => RAW_SDK_ALLOWED.get(file)?.includes(p)));
-    assert.deepEqual(isNew, [], 'send the command from a function in src/s3 or src/kms');
-    const stale = [...RAW_SDK_ALLOWED].filter(([file, packages]) => !packages.every((p) => violations.get(file)?.includes(p)));
-    assert.deepEqual(stale, [], 'these files no longer send raw commands: remove them from RAW_SDK_ALLOWED');
+    assert.deepEqual([...violations], [], 'send the command from a function in src/s3 or src/kms');
   });
 
   test('type-only imports are told apart from value imports', () => {
