@@ -3,7 +3,7 @@ import type { TransformCallback } from 'node:stream';
 import { ChainCore } from './cores.js';
 import type { CipherCore } from './cores.js';
 import type { DataKey } from './data-key.js';
-import { asCipherLayerError as asRekeyError } from './protocol.js';
+import { asCipherLayerError } from './protocol.js';
 import { mapKey, openDecryptCore, openEncryptCore } from './specs.js';
 import type { DecryptParams, DecryptSpec, EncryptParams, EncryptSpec, Limits } from './specs.js';
 
@@ -48,7 +48,7 @@ export class CipherTransform extends Transform {
       step();
     } catch (err) {
       this.#out.length = 0;
-      callback(asRekeyError(err));
+      callback(asCipherLayerError(err));
       return;
     }
     for (const piece of this.#out) {

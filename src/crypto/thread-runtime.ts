@@ -3,7 +3,7 @@ import { CipherError } from '../errors.js';
 import { primeAllocator } from './allocator.js';
 import { ChainCore } from './cores.js';
 import type { CipherCore } from './cores.js';
-import { asCipherLayerError as asRekeyError, toWireError } from './protocol.js';
+import { asCipherLayerError, toWireError } from './protocol.js';
 import type { FromThread, ToThread } from './protocol.js';
 import { mapKey, openDecryptCore, openEncryptCore } from './specs.js';
 
@@ -20,7 +20,7 @@ export function serveCipherThread(port: MessagePort): void {
   const fail = (id: number, err: unknown): void => {
     streams.delete(id);
     out.length = 0;
-    reply({ t: 'error', id, error: toWireError(asRekeyError(err)) });
+    reply({ t: 'error', id, error: toWireError(asCipherLayerError(err)) });
   };
   const drainOut = (): ArrayBuffer[] => {
     const bufs = out.map(ownArrayBuffer);

@@ -5,11 +5,14 @@ import { RedisRateLimiter } from '../../src/kms/rate-limiter.js';
 import type { ObjectOutcome, ObjectRef } from '../../src/rotate/outcome.js';
 import { Rekeyer } from '../../src/rotate/rekey.js';
 import { Rewrapper } from '../../src/rotate/rewrap.js';
-import { rotationTarget, type RotationTarget } from '../../src/rotate/target.js';
+import { rotationTarget } from '../../src/rotate/target.js';
 import { noJournal } from '../../src/s3/upload-journal.js';
 import type { TestKey, TestStack } from './stack.js';
 
 export type RotateMode = 'rewrap' | 'rekey';
+
+/** What a campaign sets of its rotation target besides the key. */
+export type TargetOptions = Partial<Pick<Parameters<typeof rotationTarget>[0], 'targetFormat' | 'allowUnauthenticatedSource' | 'removeOrphanInstructionFiles' | 'purgeReplacedVersions'>>;
 
 /** Both rotations of rekey for one target key, over the S3 client a test chooses (direct or proxied). */
 export class Rotators {
@@ -30,13 +33,18 @@ export class Rotators {
     return this.target.arn;
   }
 
-  rotate(mode: RotateMode, s3: S3Client, refs: readonly ObjectRef[], options: Partial<Pick<RotationTarget, 'targetFormat' | 'allowUnauthenticatedSource'>> = {}): Promise<ObjectOutcome[]> {
+  /** A rotator of `mode` to this target over `s3`, set as a campaign would with `options`. */
+  rotator(mode: 'rekey', s3: S3Client, options?: TargetOptions): Rekeyer;
+  rotator(mode: RotateMode, s3: S3Client, options?: TargetOptions): Rekeyer | Rewrapper;
+  rotator(mode: RotateMode, s3: S3Client, options: TargetOptions = {}): Rekeyer | Rewrapper {
     const target = rotationTarget({ mode, targetKey: this.target.keyId, targetKeyArn: this.target.arn, targetFormat: 'same', sourceKeyArns: [], ...options });
-    const rotator =
-      mode === 'rewrap'
-        ? new Rewrapper({ s3, kms: this.kms }, target)
-        : new Rekeyer({ s3, kms: this.kms, pool: this.pool, upload: { partBytes: 5 * 1024 * 1024 } }, target);
-    return rotator.rotate(refs, noJournal);
+    return mode === 'rewrap'
+      ? new Rewrapper({ s3, kms: this.kms }, target)
+      : new Rekeyer({ s3, kms: this.kms, pool: this.pool, upload: { partBytes: 5 * 1024 * 1024 } }, target);
+  }
+
+  rotate(mode: RotateMode, s3: S3Client, refs: readonly ObjectRef[], options: TargetOptions = {}): Promise<ObjectOutcome[]> {
+    return this.rotator(mode, s3, options).rotate(refs, noJournal);
   }
 
   async rotateOne(mode: RotateMode, s3: S3Client, bucket: string, key: string): Promise<ObjectOutcome> {

@@ -193,65 +193,58 @@ describe('a landed rekey whose envelope went to the instruction file is recovere
   });
 
   /**
-   * The new body lands, then the worker stops before its instruction file: the object now reads under
-   * the old key but holds content under a new data key whose wrapped form only the intent kept. The
-   * worker that takes the batch over must put that file, or the object's content is lost.
+   * A rekey of `o` (metadata too large for its envelope) whose PUT of the instruction file never lands,
+   * as if its worker stopped right there: the body is written, and the intent alone keeps the new key.
    */
-  for (const versioned of [false, true]) {
-    test(`${versioned ? 'versioned' : 'unversioned'}: stopped between the body and its instruction file, the batch taken over puts the file from the intent`, async () => {
-      const bucket = await freshBucket(stack.s3, { versioned });
-      const plaintext = randomBytes(70_000);
-      await putSealed(stack.s3, bucket, 'o', await seal(stack.kms, plaintext, { kmsKeyId: oldKey.keyId, format: 'v2' }), { Metadata: { notes: 'n'.repeat(1900) } });
-      const kms = new KmsBatcher({ kms: stack.kms, limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: 'in-file-completion', ratePerSecond: 1000 }) });
-      const target = rotationTarget({ mode: 'rekey', targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat: 'same', sourceKeyArns: [] });
-      const proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
-      const proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
-      try {
-        // The first worker's PUT of the instruction file never lands: it stops right there.
-        proxy.inject({ fault: s3Error('AccessDenied', 403), match: (r) => s3Operation('PutObject')(r) && s3KeyOf(r.path) === 'o.instruction' });
-        const intents: WriteIntent[] = [];
-        const [stopped] = await new Rekeyer({ s3: proxied, kms, pool }, target).rotate([{ bucket, key: 'o' }], noJournal, undefined, {
-          intend: async (intent) => void intents.push(intent),
-          movingFromInstructionFile: async () => false,
-        });
-        assert.equal(stopped?.reason, 'incomplete-write', stopped?.message);
-        await assert.rejects(decryptObject(stack, bucket, 'o'), 'the new body under the old key opens under no stored key');
-
-        const outcome = await new Rekeyer({ s3: stack.s3, kms, pool }, target).recover(intents[0]!);
-        assert.deepEqual([outcome?.outcome, outcome?.oldKeyId, outcome?.newKeyId], ['rotated', oldKey.arn, newKey.arn], outcome?.message);
-        const read = await decryptObject(stack, bucket, 'o');
-        assert.deepEqual([read.keyId, read.sha256], [newKey.arn, createHash('sha256').update(plaintext).digest('hex')]);
-      } finally {
-        proxied.destroy();
-        await proxy.close();
-      }
-    });
-  }
-
-  test('a body another writer put after the intent is not taken for the rotation\'s own', async () => {
-    const bucket = await freshBucket(stack.s3);
-    await putSealed(stack.s3, bucket, 'o', await seal(stack.kms, randomBytes(5000), { kmsKeyId: oldKey.keyId, format: 'v2' }), { Metadata: { notes: 'n'.repeat(1900) } });
-    const kms = new KmsBatcher({ kms: stack.kms, limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: 'in-file-foreign', ratePerSecond: 1000 }) });
+  async function stopBeforeInstructionFile(bucket: string): Promise<{ intent: WriteIntent; rekeyer: Rekeyer }> {
+    const kms = new KmsBatcher({ kms: stack.kms, limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: 'in-file-completion', ratePerSecond: 1000 }) });
     const target = rotationTarget({ mode: 'rekey', targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat: 'same', sourceKeyArns: [] });
     const proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
     const proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
     try {
       proxy.inject({ fault: s3Error('AccessDenied', 403), match: (r) => s3Operation('PutObject')(r) && s3KeyOf(r.path) === 'o.instruction' });
       const intents: WriteIntent[] = [];
-      await new Rekeyer({ s3: proxied, kms, pool }, target).rotate([{ bucket, key: 'o' }], noJournal, undefined, {
+      const [stopped] = await new Rekeyer({ s3: proxied, kms, pool }, target).rotate([{ bucket, key: 'o' }], noJournal, undefined, {
         intend: async (intent) => void intents.push(intent),
         movingFromInstructionFile: async () => false,
       });
-      // Another writer replaces the object with content of its own, readable under the old key.
-      const foreign = randomBytes(4000);
-      await putSealed(stack.s3, bucket, 'o', await seal(stack.kms, foreign, { kmsKeyId: oldKey.keyId, format: 'v2' }));
-      assert.equal(await new Rekeyer({ s3: stack.s3, kms, pool }, target).recover(intents[0]!), undefined);
-      const read = await decryptObject(stack, bucket, 'o');
-      assert.deepEqual([read.keyId, read.sha256], [oldKey.arn, createHash('sha256').update(foreign).digest('hex')], 'the other writer\'s content stays as written');
+      assert.equal(stopped?.reason, 'incomplete-write', stopped?.message);
+      return { intent: intents[0]!, rekeyer: new Rekeyer({ s3: stack.s3, kms, pool }, target) };
     } finally {
       proxied.destroy();
       await proxy.close();
     }
+  }
+
+  /**
+   * The worker that takes the batch over must put that file, or the object's content is lost: the
+   * object reads under the old key but holds content under a data key only the intent kept.
+   */
+  for (const versioned of [false, true]) {
+    test(`${versioned ? 'versioned' : 'unversioned'}: stopped between the body and its instruction file, the batch taken over puts the file from the intent`, async () => {
+      const bucket = await freshBucket(stack.s3, { versioned });
+      const plaintext = randomBytes(70_000);
+      await putSealed(stack.s3, bucket, 'o', await seal(stack.kms, plaintext, { kmsKeyId: oldKey.keyId, format: 'v2' }), { Metadata: { notes: 'n'.repeat(1900) } });
+      const { intent, rekeyer } = await stopBeforeInstructionFile(bucket);
+      await assert.rejects(decryptObject(stack, bucket, 'o'), 'the new body under the old key opens under no stored key');
+
+      const outcome = await rekeyer.recover(intent);
+      assert.deepEqual([outcome?.outcome, outcome?.oldKeyId, outcome?.newKeyId], ['rotated', oldKey.arn, newKey.arn], outcome?.message);
+      const read = await decryptObject(stack, bucket, 'o');
+      assert.deepEqual([read.keyId, read.sha256], [newKey.arn, createHash('sha256').update(plaintext).digest('hex')]);
+    });
+  }
+
+  test('a body another writer put after the intent is not taken for the rotation\'s own', async () => {
+    const bucket = await freshBucket(stack.s3);
+    await putSealed(stack.s3, bucket, 'o', await seal(stack.kms, randomBytes(5000), { kmsKeyId: oldKey.keyId, format: 'v2' }), { Metadata: { notes: 'n'.repeat(1900) } });
+    const { intent, rekeyer } = await stopBeforeInstructionFile(bucket);
+    // Another writer replaces the object with content of its own, readable under the old key.
+    const foreign = randomBytes(4000);
+    await putSealed(stack.s3, bucket, 'o', await seal(stack.kms, foreign, { kmsKeyId: oldKey.keyId, format: 'v2' }));
+    assert.equal(await rekeyer.recover(intent), undefined);
+    const read = await decryptObject(stack, bucket, 'o');
+    assert.deepEqual([read.keyId, read.sha256], [oldKey.arn, createHash('sha256').update(foreign).digest('hex')], 'the other writer\'s content stays as written');
   });
 });
 

@@ -2,14 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
-import { CipherPool } from '../../../src/crypto/pool.js';
-import { KmsBatcher } from '../../../src/kms/batcher.js';
-import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
-import { Rekeyer } from '../../../src/rotate/rekey.js';
-import { Rewrapper } from '../../../src/rotate/rewrap.js';
-import { rotationTarget } from '../../../src/rotate/target.js';
-import { noJournal } from '../../../src/s3/upload-journal.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../../helpers/stack.js';
+import { Rotators } from '../../helpers/rotators.js';
 import { putSealed, seal } from '../../helpers/sealed.js';
 
 /**
@@ -21,21 +15,16 @@ describe('archived objects', () => {
   let stack: TestStack;
   let oldKey: TestKey;
   let newKey: TestKey;
-  const pool = new CipherPool({ threads: 1 });
+  let rotators: Rotators;
 
   before(async () => {
     ({ stack, oldKey, newKey } = await openStackWithKeys());
+    rotators = new Rotators(stack, newKey);
   });
   after(async () => {
-    await pool.close();
+    await rotators.close();
     await stack.close();
   });
-
-  function rotator(mode: 'rekey' | 'rewrap') {
-    const kms = new KmsBatcher({ kms: stack.kms, limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: `archived-${mode}`, ratePerSecond: 1000 }) });
-    const target = rotationTarget({ mode, targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat: 'same', sourceKeyArns: [] });
-    return mode === 'rekey' ? new Rekeyer({ s3: stack.s3, kms, pool }, target) : new Rewrapper({ s3: stack.s3, kms }, target);
-  }
 
   for (const mode of ['rekey', 'rewrap'] as const) {
     for (const storageClass of ['GLACIER', 'DEEP_ARCHIVE'] as const) {
@@ -43,9 +32,9 @@ describe('archived objects', () => {
         const bucket = await freshBucket(stack.s3);
         await putSealed(stack.s3, bucket, 'cold', await seal(stack.kms, randomBytes(2000), { kmsKeyId: oldKey.keyId, format: 'v2' }), { StorageClass: storageClass });
         const before = await stack.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'cold' }));
-        const [outcome] = await rotator(mode).rotate([{ bucket, key: 'cold' }], noJournal);
-        assert.deepEqual([outcome?.outcome, outcome?.reason, outcome?.retryable], ['failed', 'archived', false], outcome?.message);
-        assert.match(outcome!.message, /restore it/);
+        const outcome = await rotators.rotateOne(mode, stack.s3, bucket, 'cold');
+        assert.deepEqual([outcome.outcome, outcome.reason, outcome.retryable], ['failed', 'archived', false], outcome.message);
+        assert.match(outcome.message, /restore it/);
         const now = await stack.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'cold' }));
         assert.deepEqual([now.ETag, now.StorageClass], [before.ETag, storageClass]);
       });
@@ -55,7 +44,7 @@ describe('archived objects', () => {
   test('rewrap of an archived object whose envelope is in its instruction file rewrites the file only', async () => {
     const bucket = await freshBucket(stack.s3);
     await putSealed(stack.s3, bucket, 'cold', await seal(stack.kms, randomBytes(2000), { kmsKeyId: oldKey.keyId, format: 'v2', instructionFile: true }), { StorageClass: 'GLACIER' });
-    const [outcome] = await rotator('rewrap').rotate([{ bucket, key: 'cold' }], noJournal);
-    assert.deepEqual([outcome?.outcome, outcome?.newKeyId], ['rotated', newKey.arn], outcome?.message);
+    const outcome = await rotators.rotateOne('rewrap', stack.s3, bucket, 'cold');
+    assert.deepEqual([outcome.outcome, outcome.newKeyId], ['rotated', newKey.arn], outcome.message);
   });
 });

@@ -1,21 +1,20 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../../src/config/clients.js';
 import type { CampaignSpec } from '../../../src/campaign/spec.js';
 import { CampaignStore, type BatchInFlight } from '../../../src/campaign/store.js';
-import { CipherPool } from '../../../src/crypto/pool.js';
-import { KmsBatcher } from '../../../src/kms/batcher.js';
-import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
 import type { ObjectOutcome, ObjectRef } from '../../../src/rotate/outcome.js';
 import { Rekeyer } from '../../../src/rotate/rekey.js';
-import { rotationTarget } from '../../../src/rotate/target.js';
 import { noJournal } from '../../../src/s3/upload-journal.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../../helpers/stack.js';
+import { Rotators } from '../../helpers/rotators.js';
 import { putSealed, seal } from '../../helpers/sealed.js';
 import { s3KeyOf, s3Operation } from '../../helpers/s3-ops.js';
 import { FaultProxy } from '../../helpers/kms-fault-proxy.js';
+import { decryptObject } from '../../helpers/verify.js';
+import { putInstructionFile } from '../../../scripts/seed/s3ec-writer.js';
 
 type Order = 'before' | 'while' | 'after';
 
@@ -23,21 +22,23 @@ type Order = 'before' | 'while' | 'after';
  * An object whose envelope is in its instruction file is two entries of a campaign, taken by whichever
  * workers get them, in any order. A rekey moves the envelope into the object's metadata and then drops
  * the file, so for a moment the file looks orphaned. Whatever the order, the file is never reported as an
- * orphan (nor removed as one) because of the campaign's own move.
+ * orphan (nor removed as one) because of the campaign's own move. Another writer's two-step write seen
+ * half-done is that writer's, never damage.
  */
-describe('an instruction file and its object, rekeyed in any order', () => {
+describe('an instruction file and its object, moved in any order by rekey and by other writers', () => {
   let stack: TestStack;
   let oldKey: TestKey;
   let newKey: TestKey;
   let proxy: FaultProxy;
-  const pool = new CipherPool({ threads: 1 });
+  let rotators: Rotators;
 
   before(async () => {
     ({ stack, oldKey, newKey } = await openStackWithKeys());
     proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
+    rotators = new Rotators(stack, newKey);
   });
   after(async () => {
-    await pool.close();
+    await rotators.close();
     await proxy.close();
     await stack.close();
   });
@@ -61,12 +62,10 @@ describe('an instruction file and its object, rekeyed in any order', () => {
       priority: 'incident', sources: [{ kind: 'listing', bucket, prefix: '' }], kmsRequestsPerSecond: 1000, batchSize: 10, reportTo: 'unused',
     };
     const id = await store.create(spec);
-    const kms = new KmsBatcher({ kms: stack.kms, limiter: new RedisRateLimiter({ redis: stack.redis, prefix: stack.config.redisPrefix, campaign: id, ratePerSecond: 1000 }) });
-    const target = rotationTarget({ mode: 'rekey', targetKey: newKey.keyId, targetKeyArn: newKey.arn, targetFormat: 'same', sourceKeyArns: [], removeOrphanInstructionFiles: removeOrphans });
     // The object and the file go to two workers, each with the flight of its own batch.
     const proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
-    const objectWorker = new Rekeyer({ s3: proxied, kms, pool }, target);
-    const fileWorker = new Rekeyer({ s3: stack.s3, kms, pool }, target);
+    const objectWorker = rotators.rotator('rekey', proxied, { removeOrphanInstructionFiles: removeOrphans });
+    const fileWorker = rotators.rotator('rekey', stack.s3, { removeOrphanInstructionFiles: removeOrphans });
     const rotate = async (worker: Rekeyer, flight: BatchInFlight, ref: ObjectRef) => {
       const [outcome] = await worker.rotate([ref], noJournal, async (o) => void (await flight.settle(o)), flight);
       return outcome!;
@@ -108,4 +107,35 @@ describe('an instruction file and its object, rekeyed in any order', () => {
       });
     }
   }
+
+  /**
+   * An S3 Encryption Client that keeps its envelope in an instruction file writes the object, then the
+   * file. A rekey that reads between the two pairs the writer's new body with the old file: the content
+   * does not open. That is another writer's write in progress, reported `changed` (the writer wins), not
+   * damage; and rekey writes nothing over it.
+   */
+  test('the new body read with the old file: skipped:changed, and the writer’s content reads back whole', async () => {
+    const bucket = await freshBucket(stack.s3);
+    await putSealed(stack.s3, bucket, 'o', await seal(stack.kms, randomBytes(4000), { kmsKeyId: oldKey.keyId, format: 'v2', instructionFile: true }));
+    // The writer's first step: its new body, whose envelope is not in its instruction file yet.
+    const content = randomBytes(5000);
+    const written = await seal(stack.kms, content, { kmsKeyId: oldKey.keyId, format: 'v2', instructionFile: true });
+    await putSealed(stack.s3, bucket, 'o', { ...written, instructionFile: undefined });
+
+    const proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
+    try {
+      proxy.inject({ fault: { kind: 'hold' }, match: (r) => s3Operation('GetObject')(r) && s3KeyOf(r.path) === 'o', times: 1 });
+      const rotation = rotators.rotateOne('rekey', proxied, bucket, 'o');
+      const held = await proxy.nextHeld(30_000);
+      // The writer's second step lands while rekey reads the body.
+      await putInstructionFile(stack.s3, bucket, 'o', written.instructionFile!);
+      proxy.release(held, 'forward');
+      const outcome = await rotation;
+      assert.equal(`${outcome.outcome}:${outcome.reason}`, 'skipped:changed', outcome.message);
+      const read = await decryptObject(stack, bucket, 'o');
+      assert.deepEqual([read.keyId, read.sha256], [oldKey.arn, createHash('sha256').update(content).digest('hex')]);
+    } finally {
+      proxied.destroy();
+    }
+  });
 });
