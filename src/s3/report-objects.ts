@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { s3Failure } from './errors.js';
+import { listEntries } from './listing.js';
 
 /**
  * Plain objects rekey reads and writes for itself (campaign reports; the manifests and inventories it
@@ -29,17 +30,11 @@ export async function putPlainStream(s3: S3Client, at: { bucket: string; key: st
 
 /** Every key under a prefix, in S3's order, page by page. */
 export async function* listKeys(s3: S3Client, bucket: string, prefix: string): AsyncGenerator<string> {
-  let token: string | undefined;
-  do {
-    let out;
-    try {
-      out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-    } catch (err) {
-      throw s3Failure(err, `LIST s3://${bucket}/${prefix}`);
-    }
-    for (const o of out.Contents ?? []) if (o.Key) yield o.Key;
-    token = out.IsTruncated ? out.NextContinuationToken : undefined;
-  } while (token);
+  try {
+    for await (const page of listEntries(s3, { bucket, prefix }, undefined, false)) for (const entry of page.entries) yield entry.key;
+  } catch (err) {
+    throw s3Failure(err, `LIST s3://${bucket}/${prefix}`);
+  }
 }
 
 /** An object's body as a stream; undefined when it does not exist. */
