@@ -1,4 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
+import { RetryBudget, withBudget } from '../retry/budget.js';
 import type { WriteResult } from '../s3/conditional-writes.js';
 import { wrappedKeyDigest, type WriteIntent } from './intent.js';
 import { rotated, type ObjectOutcome } from './outcome.js';
@@ -11,7 +12,8 @@ import type { Replacement } from './replaced-versions.js';
  */
 export async function landedWrite(s3: S3Client, intent: WriteIntent): Promise<EncryptedObject | undefined> {
   try {
-    const object = await readEncryptedObject(s3, intent.ref);
+    // A budget of its own: the write's retries may have spent the object's, and the record needs this answer.
+    const object = await withBudget(new RetryBudget(), () => readEncryptedObject(s3, intent.ref));
     return wrappedKeyDigest(object.envelope.encryptedDataKey) === intent.wrappedKeyDigest ? object : undefined;
   } catch {
     return undefined;

@@ -108,6 +108,20 @@ describe('one retry policy: one classification, one budget per object', () => {
     }
   });
 
+  test('a write whose answer was lost, then whose retries spent the budget, is still found landed and recorded rotated', async () => {
+    const run = await rekeyWith('lost-answer', () => {
+      // The PUT lands but its answer is lost; every retry of it fails (a server that resets a retried
+      // conditional PUT looks like this), and the first read that follows needs a retry of its own.
+      s3Proxy.inject({ fault: { kind: 'drop-response' }, match: s3Operation('PutObject'), times: 1 });
+      s3Proxy.inject({ fault: s3Error('InternalError', 500), match: s3Operation('PutObject') });
+      const wrote = () => s3Proxy.requests.some((r) => s3Operation('PutObject')(r) && r.fault === 'drop-response');
+      s3Proxy.inject({ fault: s3Error('SlowDown', 503), match: (r) => s3Operation('HeadObject')(r) && wrote(), times: 1 });
+    });
+    assert.deepEqual([label(run.outcome), run.outcome.oldKeyId], ['rotated', oldKey.arn], run.outcome.message);
+    assert.match(run.outcome.message, /write intent/);
+    assert.ok(run.count('PutObject') > OBJECT_BUDGET.retries, 'the PUT that landed, then retries until the budget was spent');
+  });
+
   test('S3 and KMS retries of one object share the budget: 3 HEAD retries leave 5 for a throttling KMS', async () => {
     const run = await rekeyWith('shared', () => {
       s3Proxy.inject({ fault: s3Error('SlowDown', 503), match: s3Operation('HeadObject'), times: 3 });
