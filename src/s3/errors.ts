@@ -20,7 +20,7 @@ export function s3Failure(err: unknown, what: string): RekeyError {
   const call = { cause: err, httpStatus: status, errorCode: code };
   // The upload, not the object, is gone: aborted under the writer (a job taken over by a second worker,
   // a lifecycle rule). The object is still there, and another attempt may rotate it.
-  if (code === 'NoSuchUpload') {
+  if (UPLOAD_GONE.has(code)) {
     return new RekeyError('s3-error', `${message}: the multipart upload was aborted meanwhile`, call);
   }
   if (code === 'MetadataTooLarge') {
@@ -53,12 +53,18 @@ export function s3Failure(err: unknown, what: string): RekeyError {
   return new RekeyError('s3-rejected', `${message}: S3 refused the request`, call);
 }
 
+/**
+ * The multipart upload, or a part of it, is gone: S3 answers NoSuchUpload; an emulator may instead
+ * take a part for an aborted upload and then refuse the completion with InvalidPart.
+ */
+const UPLOAD_GONE = new Set(['NoSuchUpload', 'InvalidPart']);
+
 const THROTTLING_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeTooSkewed']);
 
 /**
  * Whether the same request may succeed when sent again: the SDK's retries of S3 requests ask this.
- * A NoSuchUpload is transient for the object (another attempt starts a new upload), not the request.
+ * An upload that is gone is transient for the object (another attempt starts a new upload), not the request.
  */
 export function isTransientS3Error(err: unknown): boolean {
-  return (err as SdkError | undefined)?.name !== 'NoSuchUpload' && s3Failure(err, 'request').reason === 's3-error';
+  return !UPLOAD_GONE.has((err as SdkError | undefined)?.name ?? '') && s3Failure(err, 'request').reason === 's3-error';
 }
