@@ -9,7 +9,7 @@ import {
   type WrappedKey,
 } from '../formats/index.js';
 import { deleteIfUnchanged } from '../s3/conditional-writes.js';
-import { headObject, readSmallObject, type SmallObject } from '../s3/snapshot.js';
+import { headIfExists, readSmallObject, type SmallObject } from '../s3/snapshot.js';
 import type { IntentLog } from './intent.js';
 import { notRotated, type Mode, type ObjectOutcome, type ObjectRef } from './outcome.js';
 
@@ -58,13 +58,9 @@ export async function inspectInstructionEntry(s3: S3Client, ref: ObjectRef): Pro
 
 /** Why no object reads its envelope from `<base>.instruction`; undefined when one does. */
 async function orphaned(s3: S3Client, bucket: string, base: string): Promise<string | undefined> {
-  try {
-    const object = await headObject(s3, bucket, base);
-    return inspectMetadata(object.metadata).kind === 'envelope' ? `s3://${bucket}/${base} carries its own envelope in metadata, which readers take first` : undefined;
-  } catch (err) {
-    if (err instanceof RekeyError && err.reason === 'gone') return `s3://${bucket}/${base} does not exist`;
-    throw err;
-  }
+  const object = await headIfExists(s3, bucket, base);
+  if (object === undefined) return `s3://${bucket}/${base} does not exist`;
+  return inspectMetadata(object.metadata).kind === 'envelope' ? `s3://${bucket}/${base} carries its own envelope in metadata, which readers take first` : undefined;
 }
 
 /**
@@ -105,11 +101,5 @@ export async function settleInstructionEntry(
 async function movedOutOf(s3: S3Client, ref: ObjectRef, base: string, intents: IntentLog | undefined): Promise<'moving' | 'gone' | undefined> {
   if (intents === undefined) return undefined;
   if (await intents.movingFromInstructionFile(ref.bucket, base)) return 'moving';
-  try {
-    await headObject(s3, ref.bucket, ref.key);
-    return undefined;
-  } catch (err) {
-    if (err instanceof RekeyError && err.reason === 'gone') return 'gone';
-    throw err;
-  }
+  return (await headIfExists(s3, ref.bucket, ref.key)) === undefined ? 'gone' : undefined;
 }

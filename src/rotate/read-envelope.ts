@@ -7,7 +7,7 @@ import {
   requireKmsWrap,
   type KmsEnvelope,
 } from '../formats/index.js';
-import { headObject, isLocked, readSmallObject, type ObjectSnapshot, type SmallObject } from '../s3/snapshot.js';
+import { headIfExists, headObject, isLocked, readSmallObject, type ObjectSnapshot, type SmallObject } from '../s3/snapshot.js';
 import { checkBodyLength } from './body-length.js';
 import type { ObjectRef } from './outcome.js';
 
@@ -63,10 +63,5 @@ export async function readEncryptedObject(s3: S3Client, ref: ObjectRef): Promise
 /** A key whose newest entry is a delete marker has no current version: every version is old. */
 async function isCurrentVersion(s3: S3Client, ref: ObjectRef, snapshot: ObjectSnapshot): Promise<boolean> {
   if (ref.versionId === undefined) return true;
-  try {
-    return (await headObject(s3, ref.bucket, ref.key)).versionId === snapshot.versionId;
-  } catch (err) {
-    if (err instanceof RekeyError && err.reason === 'gone') return false;
-    throw err;
-  }
+  return (await headIfExists(s3, ref.bucket, ref.key))?.versionId === snapshot.versionId;
 }

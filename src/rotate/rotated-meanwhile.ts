@@ -1,8 +1,8 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { kmsEncryptionContext, rewrapEncryptionContexts } from '../formats/index.js';
 import type { KmsBatcher } from '../kms/batcher.js';
-import { RekeyError, type ReasonCode } from '../errors.js';
-import { headObject } from '../s3/snapshot.js';
+import type { ReasonCode } from '../errors.js';
+import { headIfExists } from '../s3/snapshot.js';
 import { notRotated, type ObjectOutcome } from './outcome.js';
 import { readEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import type { RotationTarget } from './target.js';
@@ -65,19 +65,10 @@ export async function changedWhileRead(s3: S3Client, read: EncryptedObject | und
   if (read === undefined || file === undefined || outcome.reason === undefined || !CONTENT_FAILURES.has(outcome.reason)) return outcome;
   const { bucket, key } = read.snapshot;
   try {
-    const [object, fileNow] = await Promise.all([etagNow(s3, bucket, key), etagNow(s3, bucket, file.key)]);
-    if (object === read.snapshot.etag && fileNow === file.etag) return outcome;
+    const [object, fileNow] = await Promise.all([headIfExists(s3, bucket, key), headIfExists(s3, bucket, file.key)]);
+    if (object?.etag === read.snapshot.etag && fileNow?.etag === file.etag) return outcome;
   } catch {
     return outcome;
   }
   return notRotated(outcome.ref, outcome.mode, 'changed', `the object or its instruction file changed while rekey read them, whose content did not open together (${outcome.reason}): another writer's write, which wins`, outcome);
-}
-
-async function etagNow(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
-  try {
-    return (await headObject(s3, bucket, key)).etag;
-  } catch (err) {
-    if (err instanceof RekeyError && err.reason === 'gone') return undefined;
-    throw err;
-  }
 }

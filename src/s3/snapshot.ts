@@ -95,6 +95,16 @@ export async function headObject(s3: S3Client, bucket: string, key: string, vers
   };
 }
 
+/** The object as HEAD sees it; undefined when it does not exist (any other failure throws). */
+export async function headIfExists(s3: S3Client, bucket: string, key: string, versionId?: string): Promise<ObjectSnapshot | undefined> {
+  try {
+    return await headObject(s3, bucket, key, versionId);
+  } catch (err) {
+    if (err instanceof RekeyError && err.reason === 'gone') return undefined;
+    throw err;
+  }
+}
+
 /** A retention period still running or a legal hold means the old version cannot go: rekey reports, never bypasses. */
 export function isLocked(lock: ObjectLockState, now = new Date()): boolean {
   return lock.legalHold || (lock.retainUntil !== undefined && lock.retainUntil > now);

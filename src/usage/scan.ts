@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
-import { FormatError, RekeyError, reasonOf, type ReasonCode } from '../errors.js';
+import { FormatError, reasonOf, type ReasonCode } from '../errors.js';
 import { inspectMetadata, isKmsWrap, parseInstructionFileKey, type FormatVersion, type WrappedKey } from '../formats/index.js';
 import { canonicalContext, type KmsBatcher, type RewrapRequest } from '../kms/batcher.js';
 import { inspectInstructionEntry, isInstructionFileName } from '../rotate/instruction-entry.js';
 import { instructionKey } from '../rotate/read-envelope.js';
-import { headObject, readSmallObject } from '../s3/snapshot.js';
+import { headIfExists, headObject, readSmallObject } from '../s3/snapshot.js';
 import { listEntries, type ScopedEntry } from '../s3/listing.js';
 
 /**
@@ -182,13 +182,7 @@ function wrappedIn(carrier: CarrierKind, wrapped: WrappedKey): Classified {
 }
 
 async function exists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
-  try {
-    await headObject(s3, bucket, key);
-    return true;
-  } catch (err) {
-    if (err instanceof RekeyError && err.reason === 'gone') return false;
-    throw err;
-  }
+  return (await headIfExists(s3, bucket, key)) !== undefined;
 }
 
 /** A wrapped key and its context, digested: the cache holds no ciphertext. */
