@@ -99,7 +99,7 @@ async function measurePlan(base: Config, targetKey: string, rows: number, heapMi
   try {
     const before = await redisUsedMemory(redis);
     const heap = heapMiB === undefined ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=${heapMiB}` };
-    const child = spawnRekey(config, ['start', '--manifest', manifest, '--mode', 'rewrap', '--target-key', targetKey, '--json'], heap);
+    const child = rekey(config, ['start', '--manifest', manifest, '--mode', 'rewrap', '--target-key', targetKey, '--json'], heap);
     let peak = 0;
     const sampler = setInterval(() => (peak = Math.max(peak, procStatus(child.pid!, 'VmHWM'))), 50);
     const printed = JSON.parse(await output(child)) as { id: string; planned: number };
@@ -120,7 +120,7 @@ async function measurePlan(base: Config, targetKey: string, rows: number, heapMi
 /** A `rekey worker` that has logged its start (its BullMQ connections are up). */
 async function startedWorker(config: Config): Promise<ChildProcess> {
   // Rewrap never uses the cipher threads: one is enough, and starting it costs little.
-  const child = spawnRekey(config, ['worker', '--concurrency', '4', '--threads', '1'], { REKEY_LOG_LEVEL: 'info' });
+  const child = rekey(config, ['worker', '--concurrency', '4', '--threads', '1'], { REKEY_LOG_LEVEL: 'info' });
   let log = '';
   child.stdout!.on('data', () => undefined);
   await new Promise<void>((ready, fail) => {
@@ -162,7 +162,7 @@ async function measureScaling(config: Config, bucket: string, workers: number, t
     const s3Pid = SCALING_S3 === 'moto' ? undefined : stackPid('versitygw');
     const cpu = () => ({ workers: children.reduce((sum, c) => sum + cpuSeconds(c.pid), 0), s3: cpuSeconds(s3Pid), kms: cpuSeconds(motoPid) });
     const started = cpu();
-    const printed = JSON.parse(await output(spawnRekey(config, ['start', '--bucket', bucket, '--mode', 'rewrap', '--target-key', targetKey, '--kms-rate', '5000', '--json']))) as { id: string };
+    const printed = JSON.parse(await output(rekey(config, ['start', '--bucket', bucket, '--mode', 'rewrap', '--target-key', targetKey, '--kms-rate', '5000', '--json']))) as { id: string };
     const redis = makeRedis(config);
     const store = new CampaignStore(redis, config.redisPrefix);
     let status = await store.status(printed.id);

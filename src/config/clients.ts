@@ -1,6 +1,6 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { networkCodeOf, UnreachableError } from '../errors.js';
 import { isRetryableKmsError } from '../kms/errors.js';
 import { budgetedRetryStrategy, OBJECT_BUDGET } from '../retry/budget.js';

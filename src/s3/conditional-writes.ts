@@ -11,7 +11,7 @@ import {
 import pLimit from 'p-limit';
 import { s3Failure } from './errors.js';
 import { readTagging, type KeptSettings, type ObjectSnapshot } from './snapshot.js';
-import { noJournal, type UploadIntent, type UploadJournal } from './upload-journal.js';
+import { noJournal, type UploadJournal } from './upload-journal.js';
 
 /** CopyObject copies at most 5 GB in one request; larger objects need UploadPartCopy. */
 export const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
