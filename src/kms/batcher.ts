@@ -83,10 +83,14 @@ export interface KmsBatcherOptions {
    * first. Default 10,000; 0 remembers none (requests in flight are still shared).
    */
   readonly rewrapCacheSize?: number;
+  /** Wrapped keys KMS made in this process whose key is then known without asking (see `knownKeyOf`). */
+  readonly knownWrapsSize?: number;
 }
 
 const AES_256_BYTES = 32;
 const DEFAULT_REWRAP_CACHE_SIZE = 10_000;
+/** About 10 MB: a digest and a shared ARN per entry. */
+const DEFAULT_KNOWN_WRAPS_SIZE = 100_000;
 
 /**
  * Every KMS call rekey makes goes through here: rewrap (ReEncrypt, deduplicated across the batches of
@@ -102,6 +106,7 @@ export class KmsBatcher {
   private readonly retry: RetryOptions;
   private readonly observer: KmsObserver;
   private readonly rewraps: RewrapCache;
+  private readonly known: KnownWraps;
 
   constructor(options: KmsBatcherOptions) {
     this.kms = options.kms;
@@ -110,6 +115,16 @@ export class KmsBatcher {
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.observer = options.observer ?? {};
     this.rewraps = new RewrapCache(options.rewrapCacheSize ?? DEFAULT_REWRAP_CACHE_SIZE);
+    this.known = new KnownWraps(options.knownWrapsSize ?? DEFAULT_KNOWN_WRAPS_SIZE);
+  }
+
+  /**
+   * The key a wrapped key is under, when this process got that very blob from KMS (GenerateDataKey or
+   * ReEncrypt) with the same context: KMS said then which key made it, so asking again (a ReEncrypt probe)
+   * would only repeat the answer. Undefined for any blob KMS did not hand to this process.
+   */
+  knownKeyOf(wrappedKey: Uint8Array, context: EncryptionContext): string | undefined {
+    return this.known.get(wrapDigest(wrappedKey, context));
   }
 
   /**
@@ -143,11 +158,13 @@ export class KmsBatcher {
     );
     const plaintext = takePlaintext(out.Plaintext, 'GenerateDataKey');
     try {
-      return {
+      const generated = {
         plaintext,
         wrappedKey: required(out.CiphertextBlob, 'CiphertextBlob', 'GenerateDataKey'),
         keyId: required(out.KeyId, 'KeyId', 'GenerateDataKey'),
       };
+      this.known.set(wrapDigest(generated.wrappedKey, context), generated.keyId);
+      return generated;
     } catch (err) {
       plaintext.fill(0);
       throw err;
@@ -190,12 +207,10 @@ export class KmsBatcher {
       );
       const sourceKeyId = required(out.SourceKeyId, 'SourceKeyId', 'ReEncrypt');
       assertSameKey(request.sourceKeyId, sourceKeyId, 'ReEncrypt');
-      return {
-        ok: true,
-        ciphertext: required(out.CiphertextBlob, 'CiphertextBlob', 'ReEncrypt'),
-        keyId: required(out.KeyId, 'KeyId', 'ReEncrypt'),
-        sourceKeyId,
-      };
+      const ciphertext = required(out.CiphertextBlob, 'CiphertextBlob', 'ReEncrypt');
+      const keyId = required(out.KeyId, 'KeyId', 'ReEncrypt');
+      this.known.set(wrapDigest(ciphertext, request.destinationContext), keyId);
+      return { ok: true, ciphertext, keyId, sourceKeyId };
     } catch (err) {
       // Anything but a KmsError is the rate limiter's Redis failing: not this object's fault, so the
       // whole batch fails and the job is retried rather than objects being reported as failed.
@@ -274,6 +289,28 @@ class RewrapCache {
     this.settled.set(id, result);
     if (this.settled.size > this.capacity) this.settled.delete(this.settled.keys().next().value!);
   }
+}
+
+/** Key ARNs by wrapped-key digest, oldest forgotten first; a digest, so no ciphertext is kept either. */
+class KnownWraps {
+  private readonly entries = new Map<string, string>();
+
+  constructor(private readonly capacity: number) {}
+
+  get(digest: string): string | undefined {
+    return this.entries.get(digest);
+  }
+
+  set(digest: string, keyId: string): void {
+    if (this.capacity <= 0) return;
+    this.entries.set(digest, keyId);
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+  }
+}
+
+/** A wrapped key and the context KMS bound it to: the pair a Decrypt or a probe must present. */
+export function wrapDigest(wrappedKey: Uint8Array, context: EncryptionContext): string {
+  return createHash('sha256').update(wrappedKey).update('\n').update(canonicalContext(context)).digest('base64');
 }
 
 interface DistinctGroup {

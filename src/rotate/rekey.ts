@@ -23,12 +23,13 @@ import { RetryBudget, withBudget } from '../retry/budget.js';
 import { s3Failure } from '../s3/errors.js';
 import { deleteIfUnchanged, type WriteResult } from '../s3/conditional-writes.js';
 import { uploadReplacement, type ReplacementOptions } from '../s3/replacement-upload.js';
-import { headObject, readSmallObject, readSnapshotBody, readTagging, type ObjectSnapshot } from '../s3/snapshot.js';
+import { headObject, readSmallObject, readSnapshotBody, type ObjectSnapshot, type OpenedBody } from '../s3/snapshot.js';
+import { readTagging } from '../s3/tagging.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import { inspectInstructionEntry, isInstructionFileName, settleInstructionEntry } from './instruction-entry.js';
 import { wrappedKeyDigest, type IntentLog, type WriteIntent } from './intent.js';
 import { cancelledBeforeStart, fromError, notRotated, rotated, type ObjectOutcome, type ObjectRef, type OutcomeFacts, type OutcomeSink, type StopCheck, type TargetFormat } from './outcome.js';
-import { instructionKey, readEncryptedObject, type EncryptedObject } from './read-envelope.js';
+import { instructionKey, openEncryptedObject, type EncryptedObject } from './read-envelope.js';
 import { lostUpdate } from './lost-update.js';
 import { landedWrite, recoveredOutcome, replacementBase, writtenBy } from './recover.js';
 import { changedWhileRead, settleLostWrite } from './rotated-meanwhile.js';
@@ -154,14 +155,15 @@ export class Rekeyer {
     let facts: OutcomeFacts = {};
     let intent: WriteIntent | undefined;
     let read: EncryptedObject | undefined;
+    let opened: OpenedBody | undefined;
     const keys: DataKey[] = [];
     try {
       if (isInstructionFileName(ref.key)) {
         const entry = await inspectInstructionEntry(this.deps.s3, ref);
         if (entry.kind !== 'data') return { ...(await settleInstructionEntry(this.deps.s3, ref, 'rekey', entry, { removeOrphans: this.target.removeOrphanInstructionFiles, intents })), durationMs: Date.now() - started };
       }
-      const object = await readEncryptedObject(this.deps.s3, ref);
-      read = object;
+      const { object, body: early } = await openEncryptedObject(this.deps.s3, ref);
+      [read, opened] = [object, early];
       const { snapshot, envelope } = object;
       facts = { format: envelope.version, oldEtag: snapshot.etag, oldVersionId: snapshot.versionId, sourceAuthenticated: envelope.contentCipher !== CBC };
       // An age cut-off is told by the date alone: no plaintext data key for an object rotated since.
@@ -214,7 +216,7 @@ export class Rekeyer {
       };
       /* Precondition: the intent is durable before the write can land (docs/design.md §4.9). */
       await intents?.intend(intent);
-      const body = await this.readBody(snapshot);
+      const body = await this.readBody(snapshot, opened);
       const cipher = this.deps.pool.reencrypt(body, {
         decrypt: decryptSpecFor(envelope, oldKey),
         encrypt: encryptSpecFor(newEnvelope, newKey),
@@ -251,12 +253,18 @@ export class Rekeyer {
       return await settleLostWrite(this.deps, this.target, failed);
     } finally {
       for (const key of keys) key.destroy();
+      // An object skipped before its body was needed (rotated already, another key, ...) lets its GET go.
+      opened?.release(read?.snapshot.size ?? Number.POSITIVE_INFINITY);
     }
   }
 
-  /** The body as it was when HEAD saw it: a GET conditional on the same ETag and version. */
-  private async readBody(snapshot: ObjectSnapshot): Promise<Readable> {
-    return exactLength(await readSnapshotBody(this.deps.s3, snapshot), snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
+  /**
+   * The body exactly as the snapshot describes it: the GET that made the snapshot when its body is still
+   * there to read, else a GET conditional on the same ETag and version.
+   */
+  private async readBody(snapshot: ObjectSnapshot, opened?: OpenedBody): Promise<Readable> {
+    const body = opened?.take() ?? (await readSnapshotBody(this.deps.s3, snapshot));
+    return exactLength(body, snapshot.size, `GET s3://${snapshot.bucket}/${snapshot.key}`);
   }
 
   private upload(object: EncryptedObject, metadata: Record<string, string>, cipher: PoolStream, tagging: string | undefined, journal: UploadJournal) {

@@ -3,7 +3,8 @@ import { RekeyError } from '../errors.js';
 import { encodeS3MetadataValue, isS3ecMetadataKey, serialiseEnvelope, type Envelope } from '../formats/index.js';
 import { putSmallObject, replaceMetadata, type WriteResult } from '../s3/conditional-writes.js';
 import { fitsUserMetadata, MAX_USER_METADATA_BYTES } from '../s3/metadata-limit.js';
-import { readTagging, type KeptSettings, type ObjectSnapshot, type SmallObject } from '../s3/snapshot.js';
+import type { KeptSettings, ObjectSnapshot, SmallObject } from '../s3/snapshot.js';
+import { readTagging } from '../s3/tagging.js';
 import type { UploadJournal } from '../s3/upload-journal.js';
 import type { EncryptedObject } from './read-envelope.js';
 
@@ -55,7 +56,7 @@ export async function putInstructionFile(
   if (previous === undefined) {
     return putSmallObject(s3, { bucket, key, body, metadata: {}, ifMatch: undefined, settings: { headers: {}, sse: object.sse, storageClass: object.storageClass } });
   }
-  const tagging = await readTagging(s3, { bucket, key, versionId: previous.versionId });
+  const tagging = await readTagging(s3, { bucket, key, versionId: previous.versionId, tagCount: previous.tagCount });
   return putSmallObject(s3, { bucket, key, body, metadata: { ...previous.metadata }, ifMatch: previous.etag, settings: previous, tagging });
 }
 

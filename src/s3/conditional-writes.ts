@@ -10,7 +10,8 @@ import {
 } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { s3Failure } from './errors.js';
-import { readTagging, type KeptSettings, type ObjectSnapshot } from './snapshot.js';
+import type { KeptSettings, ObjectSnapshot } from './snapshot.js';
+import { readTagging } from './tagging.js';
 import { noJournal, type UploadJournal } from './upload-journal.js';
 
 /** CopyObject copies at most 5 GB in one request; larger objects need UploadPartCopy. */

@@ -1,9 +1,9 @@
 import type { Readable } from 'node:stream';
 import {
   GetObjectCommand,
-  GetObjectTaggingCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
+  type GetObjectCommandOutput,
   type HeadObjectCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -47,6 +47,8 @@ export interface ObjectSnapshot {
   readonly storageClass: string | undefined;
   readonly sse: ServerSideEncryptionSettings;
   readonly lock: ObjectLockState;
+  /** `x-amz-tagging-count`: undefined when S3 reported none (no tags, or no permission to read them). */
+  readonly tagCount: number | undefined;
 }
 
 function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]): Pick<T, K> {
@@ -74,8 +76,13 @@ export async function headObject(s3: S3Client, bucket: string, key: string, vers
   } catch (err) {
     throw s3Failure(err, `HEAD s3://${bucket}/${key}`);
   }
+  return snapshotOf(bucket, key, out, 'HEAD');
+}
+
+/** HEAD and GET answer with the same headers; a GET's describe exactly the body it streams. */
+function snapshotOf(bucket: string, key: string, out: HeadObjectCommandOutput | GetObjectCommandOutput, verb: string): ObjectSnapshot {
   /* Precondition: every conditional write needs the ETag this read saw. */
-  if (!out.ETag) throw new RekeyError('s3-error', `HEAD s3://${bucket}/${key} returned no ETag`);
+  if (!out.ETag) throw new RekeyError('s3-error', `${verb} s3://${bucket}/${key} returned no ETag`);
   return {
     bucket,
     key,
@@ -92,8 +99,70 @@ export async function headObject(s3: S3Client, bucket: string, key: string, vers
       retainUntil: out.ObjectLockRetainUntilDate,
       legalHold: out.ObjectLockLegalHoldStatus === 'ON',
     },
+    tagCount: out.TagCount,
   };
 }
+
+/**
+ * An object and its body from one GET: the headers HEAD would give, and the body those headers
+ * describe, not yet read. The caller takes the body or releases it.
+ */
+export async function openObject(s3: S3Client, bucket: string, key: string, versionId?: string): Promise<{ snapshot: ObjectSnapshot; body: OpenedBody }> {
+  let out: GetObjectCommandOutput;
+  try {
+    out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
+  } catch (err) {
+    throw s3Failure(err, `GET s3://${bucket}/${key}`);
+  }
+  const body = new OpenedBody(out.Body as Readable);
+  try {
+    return { snapshot: snapshotOf(bucket, key, out, 'GET'), body };
+  } catch (err) {
+    body.release(0);
+    throw err;
+  }
+}
+
+/**
+ * A body whose GET answered and which nobody reads yet: the socket holds it back (TCP flow control), so
+ * waiting costs no memory. After `maxIdleMs` it is given up, since a server may drop a connection that
+ * stalls, and the reader sends a GET of its own.
+ */
+export class OpenedBody {
+  private readonly openedAt = Date.now();
+  private taken = false;
+
+  constructor(private readonly stream: Readable) {
+    // An error while nobody reads (a reset socket) must not go unhandled; `take` then declines the stream.
+    stream.on('error', () => undefined);
+  }
+
+  /** The body, once, when it is still whole and fresh; undefined means: read it again. */
+  take(maxIdleMs = OPENED_BODY_MAX_IDLE_MS): Readable | undefined {
+    if (this.taken) return undefined;
+    this.taken = true;
+    if (this.stream.destroyed || this.stream.readableDidRead || Date.now() - this.openedAt > maxIdleMs) {
+      this.stream.destroy();
+      return undefined;
+    }
+    return this.stream;
+  }
+
+  /**
+   * A body not taken: one of up to `drainBytes` is read to its end and dropped, which keeps the
+   * connection for the next request; a longer one is cut, which costs the connection, not its bytes.
+   */
+  release(size: number, drainBytes = DRAIN_BYTES): void {
+    if (this.taken) return;
+    this.taken = true;
+    if (size <= drainBytes) this.stream.resume();
+    else this.stream.destroy();
+  }
+}
+
+/** Longer than KMS answers take, shorter than servers let a connection stall. */
+export const OPENED_BODY_MAX_IDLE_MS = 10_000;
+const DRAIN_BYTES = 256 * 1024;
 
 /** The object as HEAD sees it; undefined when it does not exist (any other failure throws). */
 export async function headIfExists(s3: S3Client, bucket: string, key: string, versionId?: string): Promise<ObjectSnapshot | undefined> {
@@ -112,20 +181,6 @@ export function isLocked(lock: ObjectLockState, now = new Date()): boolean {
 
 /** What a rewrite of an object must send again besides its metadata and tags (docs/design.md §4.5). */
 export type KeptSettings = Pick<ObjectSnapshot, 'headers' | 'sse' | 'storageClass'>;
-
-/** Tags as the `Tagging` request parameter wants them (URL-encoded query string). */
-export async function readTagging(s3: S3Client, snapshot: Pick<ObjectSnapshot, 'bucket' | 'key' | 'versionId'>): Promise<string | undefined> {
-  try {
-    const out = await s3.send(
-      new GetObjectTaggingCommand({ Bucket: snapshot.bucket, Key: snapshot.key, VersionId: snapshot.versionId }),
-    );
-    const tags = out.TagSet ?? [];
-    if (tags.length === 0) return undefined;
-    return new URLSearchParams(tags.map((t): [string, string] => [t.Key ?? '', t.Value ?? ''])).toString();
-  } catch (err) {
-    throw s3Failure(err, `GET tagging of s3://${snapshot.bucket}/${snapshot.key}`);
-  }
-}
 
 /**
  * The body of exactly the version HEAD saw: a GET conditional on its ETag (and version id), so a write
@@ -146,6 +201,7 @@ export interface SmallObject extends KeptSettings {
   /** Set in a versioned bucket: the exact version read. */
   readonly versionId: string | undefined;
   readonly metadata: Readonly<Record<string, string>>;
+  readonly tagCount: number | undefined;
 }
 
 /** Reads a small object whole (instruction files); `undefined` when it does not exist. */
@@ -172,6 +228,7 @@ export async function readSmallObject(
       headers: pick(out, CONTENT_HEADERS),
       storageClass: out.StorageClass,
       sse: pick(out, SSE_SETTINGS),
+      tagCount: out.TagCount,
     };
   } catch (err) {
     if (err instanceof RekeyError) throw err;

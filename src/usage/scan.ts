@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { FormatError, reasonOf, type ReasonCode } from '../errors.js';
 import { inspectMetadata, isKmsWrap, parseInstructionFileKey, type FormatVersion, type WrappedKey } from '../formats/index.js';
-import { canonicalContext, type KmsBatcher, type RewrapRequest } from '../kms/batcher.js';
+import { wrapDigest, type KmsBatcher, type RewrapRequest } from '../kms/batcher.js';
 import { inspectInstructionEntry, isInstructionFileName } from '../rotate/instruction-entry.js';
 import { instructionKey } from '../rotate/read-envelope.js';
 import { headIfExists, headObject, readSmallObject } from '../s3/snapshot.js';
@@ -187,7 +186,7 @@ async function exists(s3: S3Client, bucket: string, key: string): Promise<boolea
 
 /** A wrapped key and its context, digested: the cache holds no ciphertext. */
 function probeId(wrapped: WrappedKey): string {
-  return createHash('sha256').update(wrapped.encryptedDataKey).update('\n').update(canonicalContext(wrapped.encryptionContext)).digest('base64');
+  return wrapDigest(wrapped.encryptedDataKey, wrapped.encryptionContext);
 }
 
 /** Probes every wrapped key of a page the cache does not know yet: one ReEncrypt per distinct key. */
@@ -198,6 +197,12 @@ async function probe(kms: KmsBatcher, cache: ProbeCache, classified: readonly Cl
     const id = probeId(c.wrapped);
     if (cache.has(id) || fresh.has(id)) continue;
     const context = c.wrapped.encryptionContext;
+    // A key this process's own rotation wrapped: KMS named its key when it made it.
+    const known = kms.knownKeyOf(c.wrapped.encryptedDataKey, context);
+    if (known !== undefined) {
+      cache.learn(id, { ok: true, keyId: known });
+      continue;
+    }
     fresh.set(id, { wrappedKey: c.wrapped.encryptedDataKey, sourceContext: context, destinationContext: context });
   }
   if (fresh.size === 0) return;
@@ -224,8 +229,14 @@ class ProbeCache {
     return this.entries.get(id);
   }
 
+  /** A probe's answer. */
   set(id: string, result: ProbeResult): void {
     this.sent += 1;
+    this.learn(id, result);
+  }
+
+  /** An answer known without a probe. */
+  learn(id: string, result: ProbeResult): void {
     this.entries.set(id, result);
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
   }

@@ -64,12 +64,12 @@ describe('one retry policy: one classification, one budget per object', () => {
     }
   };
 
-  test('S3 throttling on every HEAD: 1 + 8 requests, then a final failed:s3-error', async () => {
-    const run = await rekeyWith('throttled', () => s3Proxy.inject({ fault: s3Error('SlowDown', 503), match: s3Operation('HeadObject') }));
+  test('S3 throttling on every read: 1 + 8 requests, then a final failed:s3-error', async () => {
+    const run = await rekeyWith('throttled', () => s3Proxy.inject({ fault: s3Error('SlowDown', 503), match: s3Operation('GetObject') }));
     assert.equal(label(run.outcome), 'failed:s3-error', run.outcome.message);
     assert.equal(run.outcome.retryable, false, 'the budget is spent: the processor must not queue it again');
     assert.match(run.outcome.message, /retry budget spent/);
-    assert.equal(run.count('HeadObject'), 1 + OBJECT_BUDGET.retries);
+    assert.equal(run.count('GetObject'), 1 + OBJECT_BUDGET.retries);
     await run.untouched();
   });
 
@@ -122,14 +122,14 @@ describe('one retry policy: one classification, one budget per object', () => {
     assert.ok(run.count('PutObject') > OBJECT_BUDGET.retries, 'the PUT that landed, then retries until the budget was spent');
   });
 
-  test('S3 and KMS retries of one object share the budget: 3 HEAD retries leave 5 for a throttling KMS', async () => {
+  test('S3 and KMS retries of one object share the budget: 3 read retries leave 5 for a throttling KMS', async () => {
     const run = await rekeyWith('shared', () => {
-      s3Proxy.inject({ fault: s3Error('SlowDown', 503), match: s3Operation('HeadObject'), times: 3 });
+      s3Proxy.inject({ fault: s3Error('SlowDown', 503), match: s3Operation('GetObject'), times: 3 });
       kmsProxy.inject({ fault: kmsThrottling(), match: kmsOperation('Decrypt') });
     });
     assert.equal(label(run.outcome), 'failed:kms-throttled', run.outcome.message);
     assert.equal(run.outcome.retryable, false);
-    assert.equal(run.count('HeadObject') - 1, 3, 'three HEAD retries');
+    assert.equal(run.count('GetObject') - 1, 3, 'three read retries');
     assert.equal(run.kmsCount('Decrypt'), 1 + OBJECT_BUDGET.retries - 3, 'the rest of the budget went to Decrypt');
     await run.untouched();
   });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
-import { makeS3Client } from '../../../src/config/clients.js';
+import { makeKmsClient, makeS3Client } from '../../../src/config/clients.js';
 import type { CampaignSpec } from '../../../src/campaign/spec.js';
 import { CampaignStore, type BatchInFlight } from '../../../src/campaign/store.js';
 import type { ObjectOutcome, ObjectRef } from '../../../src/rotate/outcome.js';
@@ -12,7 +12,7 @@ import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '..
 import { Rotators } from '../../helpers/rotators.js';
 import { putSealed, seal } from '../../helpers/sealed.js';
 import { s3KeyOf, s3Operation } from '../../helpers/s3-ops.js';
-import { FaultProxy } from '../../helpers/kms-fault-proxy.js';
+import { FaultProxy, kmsOperation } from '../../helpers/kms-fault-proxy.js';
 import { decryptObject } from '../../helpers/verify.js';
 import { putInstructionFile } from '../../../scripts/seed/s3ec-writer.js';
 
@@ -122,20 +122,25 @@ describe('an instruction file and its object, moved in any order by rekey and by
     const written = await seal(stack.kms, content, { kmsKeyId: oldKey.keyId, format: 'v2', instructionFile: true });
     await putSealed(stack.s3, bucket, 'o', { ...written, instructionFile: undefined });
 
-    const proxied = makeS3Client({ ...stack.config, s3Endpoint: proxy.url });
+    // rekey has read the new body's headers and the old file, and holds its new data key's request.
+    const kmsProxy = await FaultProxy.start({ target: stack.config.kmsEndpoint! });
+    const kms = makeKmsClient({ ...stack.config, kmsEndpoint: kmsProxy.url });
+    const held = new Rotators({ ...stack, kms }, newKey);
     try {
-      proxy.inject({ fault: { kind: 'hold' }, match: (r) => s3Operation('GetObject')(r) && s3KeyOf(r.path) === 'o', times: 1 });
-      const rotation = rotators.rotateOne('rekey', proxied, bucket, 'o');
-      const held = await proxy.nextHeld(30_000);
-      // The writer's second step lands while rekey reads the body.
+      kmsProxy.inject({ fault: { kind: 'hold' }, match: kmsOperation('GenerateDataKey'), times: 1 });
+      const rotation = held.rotateOne('rekey', stack.s3, bucket, 'o');
+      const request = await kmsProxy.nextHeld(30_000);
+      // The writer's second step lands while rekey is between its read of the file and its read of the body.
       await putInstructionFile(stack.s3, bucket, 'o', written.instructionFile!);
-      proxy.release(held, 'forward');
+      kmsProxy.release(request, 'forward');
       const outcome = await rotation;
       assert.equal(`${outcome.outcome}:${outcome.reason}`, 'skipped:changed', outcome.message);
       const read = await decryptObject(stack, bucket, 'o');
       assert.deepEqual([read.keyId, read.sha256], [oldKey.arn, createHash('sha256').update(content).digest('hex')]);
     } finally {
-      proxied.destroy();
+      await held.close();
+      kms.destroy();
+      await kmsProxy.close();
     }
   });
 });

@@ -12,7 +12,8 @@ import {
 import { RekeyError } from '../../../src/errors.js';
 import { putSmallObject, replaceMetadata } from '../../../src/s3/conditional-writes.js';
 import { uploadReplacement } from '../../../src/s3/replacement-upload.js';
-import { headObject, readSmallObject, readTagging } from '../../../src/s3/snapshot.js';
+import { headObject, readSmallObject } from '../../../src/s3/snapshot.js';
+import { readTagging } from '../../../src/s3/tagging.js';
 import type { UploadRef } from '../../../src/s3/upload-journal.js';
 import { freshBucket, openStack, strictS3, type TestStack } from '../../helpers/stack.js';
 
