@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The installed entry point runs the compiled CLI (`npm run build`, done by `npm ci` through `prepare`).
 import { existsSync } from 'node:fs';
+import module from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 // package.json `engines`: the AWS SDK for JavaScript drops older majors in 2027.
@@ -10,6 +11,9 @@ const MIN_MAJOR = 22;
 const PINNED = fileURLToPath(new URL('../node_modules/node/bin/node', import.meta.url));
 
 if (Number(process.versions.node.split('.')[0]) >= MIN_MAJOR) {
+  // V8's compiled code of the SDK, BullMQ and rekey kept on disk (code, never data): a start costs about a
+  // fifth less CPU, which every short run and every worker restart pays (docs/benchmarks.md).
+  module.enableCompileCache?.();
   await import('../dist/src/cli/main.js');
 } else if (existsSync(PINNED)) {
   // foreground-child keeps the terminal's stdio, forwards signals (a worker's SIGTERM drains it) and exits

@@ -87,7 +87,7 @@ export function addStartOptions(command: Command): Command {
     .option('--allow-unauthenticated-source', 'rekey mode: also re-encrypt legacy AES/CBC content (V1 era), which has no authentication, so a wrong key or damage can pass unseen and would then carry a valid GCM tag; without it such objects end skipped:unauthenticated-source (rewrap needs no opt-in)')
     .option('--min-age <duration>', 'only objects last modified at least this long ago, e.g. 90d, even those under the target key already: LastModified stands for the age of the data key (rekey) or of its wrapping (rewrap); --bucket only', duration('--min-age', 0))
     .option('--report-to <s3://bucket/prefix/|folder>', 'where each settled batch\'s rows and the closing verification go (default: REKEY_REPORT_TO; for run, ./rekey-reports)')
-    .option('--no-verify', 'skip the closing verification (a huge bucket: it costs one LIST per 1,000 keys, one HEAD per object and one KMS call per distinct wrapped key); the campaign then proves nothing left')
+    .option('--no-verify', 'skip the closing verification (a huge bucket: it costs one LIST per 1,000 keys, one HEAD per object and one KMS call per distinct wrapped key the verifying worker did not wrap itself); the campaign then proves nothing left')
     .option('--remove-orphan-instruction-files', 'delete instruction files no object reads any more, re-checked first and only if unchanged (their ETag)')
     .option('--max-unsettled <n>', 'planning pauses while this many planned objects are not settled yet (backpressure on the queue in Redis)', positiveInt('--max-unsettled'), 1_000_000)
     .option('--dry-run', 'plan nothing; print an estimate of objects, bytes, KMS calls and duration')
