@@ -168,7 +168,7 @@ export function registerStart(program: Command): void {
         if (id === undefined) return;
         const redis = makeRedis(config);
         try {
-          const final = await watchCampaign(new CampaignStore(redis, config.redisPrefix), id, { live: flags.watch && !flags.json });
+          const final = await watchCampaign(new CampaignStore(redis, config.redisPrefix), id, { live: flags.watch && !flags.json, changed: () => worker.nextChange() });
           print(flags, final, describeStatus(final));
           process.exitCode = runExitCode(final);
         } finally {

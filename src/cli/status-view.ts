@@ -77,6 +77,8 @@ export interface WatchOptions {
   readonly live: boolean;
   readonly intervalMs?: number;
   readonly signal?: AbortSignal;
+  /** Resolves when the campaign may have moved (a worker in this process finished a job): look before the next poll. */
+  readonly changed?: () => Promise<void>;
 }
 
 /** Polls a campaign until every object has its outcome, drawing a progress bar on the way. */
@@ -94,13 +96,27 @@ export async function watchCampaign(store: CampaignStore, id: string, options: W
   let status = await store.status(id);
   bar?.start(Math.max(1, status.planned), status.done, barPayload(status));
   while (!finished(status) && !options.signal?.aborted) {
-    await sleep(options.intervalMs ?? 1000);
+    await nextLook(options);
     status = await store.status(id);
     bar?.setTotal(Math.max(1, status.planned));
     bar?.update(status.done, barPayload(status));
   }
   bar?.stop();
   return status;
+}
+
+/** At most this many looks a second however fast jobs finish: a look is a few Redis reads. */
+const MIN_LOOK_GAP_MS = 100;
+
+async function nextLook(options: WatchOptions): Promise<void> {
+  if (!options.changed) return sleep(options.intervalMs ?? 1000);
+  const started = Date.now();
+  // The poll's timer is cancelled when a change comes first, so no timer holds the process at its end.
+  const timer = new AbortController();
+  await Promise.race([sleep(options.intervalMs ?? 1000, undefined, { signal: timer.signal }).catch(() => undefined), options.changed()]);
+  timer.abort();
+  const gap = MIN_LOOK_GAP_MS - (Date.now() - started);
+  if (gap > 0) await sleep(gap);
 }
 
 function barPayload(status: CampaignStatus) {

@@ -85,6 +85,7 @@ export class CampaignWorker {
   private readonly verifyQueue;
   private readonly rotators: RotatorCache<{ rotator: BatchRotator; kms: KmsBatcher }>;
   private closing: Promise<void> | undefined;
+  private changeWaiters: (() => void)[] = [];
 
   constructor(
     private readonly config: Config,
@@ -131,6 +132,7 @@ export class CampaignWorker {
     this.verifier = new Worker<VerifyJob>(VERIFY_QUEUE_NAME, (job) => this.verify(job.data.c), { ...shared, concurrency: 1 });
     this.verifier.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'closing verification failed; it will be retried'));
     this.verifier.on('error', (err) => this.queueError(err));
+    for (const worker of [this.worker, this.planner, this.verifier] as Worker[]) worker.on('completed', () => this.announceChange());
     if (options.metrics) this.export(options.metrics);
   }
 
@@ -184,6 +186,20 @@ export class CampaignWorker {
       if (cause) this.log?.info({ redis: endpoint }, 'Redis reachable again');
       cause = '';
     });
+  }
+
+  /**
+   * Resolves when this process next finishes a job (a batch, a plan, a verification): a campaign's state
+   * may have moved, so whoever watches it in this process (`rekey run`) looks now, not at its next poll.
+   */
+  nextChange(): Promise<void> {
+    return new Promise((resolve) => this.changeWaiters.push(resolve));
+  }
+
+  private announceChange(): void {
+    const waiters = this.changeWaiters;
+    this.changeWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   /** Starts taking jobs; resolves when the worker is closed. */
