@@ -103,7 +103,7 @@ export class PartWriter {
       const last = await this.#fill(body);
       this.#throwIfFailed();
       if (last.number === 1) return await this.#put(last);
-      this.#send(last);
+      await this.#send(last);
       await this.#settled();
       this.#throwIfFailed();
       return await this.#complete();
@@ -128,7 +128,7 @@ export class PartWriter {
       let offset = 0;
       while (offset < chunk.byteLength) {
         if (part.filled === partBytes) {
-          this.#send(part);
+          await this.#send(part);
           part = { number: part.number + 1, buffer: await this.#nextBuffer(), filled: 0 };
         }
         const n = Math.min(chunk.byteLength - offset, partBytes - part.filled);
@@ -154,7 +154,13 @@ export class PartWriter {
     }
   }
 
-  #send(part: Part): void {
+  /** Starts the part's upload once fewer than `queueSize` are in flight. */
+  async #send(part: Part): Promise<void> {
+    while (this.#inFlight.size >= this.options.queueSize) {
+      this.#throwIfFailed();
+      await Promise.race(this.#inFlight);
+    }
+    this.#throwIfFailed();
     const sending = this.#uploadPart(part).then(
       (done) => {
         this.#parts.push(done);
