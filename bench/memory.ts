@@ -109,7 +109,9 @@ const mib = (bytes: number): string => `${(bytes / MiB).toFixed(0)} MiB`;
 function reportLine(object: Seeded, r: MemoryReport): string {
   const hwm = r.vmHwmBytes === undefined ? '' : ` (VmHWM ${mib(r.vmHwmBytes)})`;
   const sampled = `sampled peaks: main-thread buffers ${mib(r.sampled.arrayBuffers)}, JS heap ${mib(r.sampled.heapUsed)}`;
-  return `  ${mib(object.size).padStart(9)}: peak RSS ${mib(r.peakRssBytes)}${hwm}, ready ${mib(r.readyRssBytes)}; ${sampled}; rekeyed in ${r.seconds.toFixed(1)} s (${mbPerSecond(r.bytes, r.seconds).toFixed(0)} MB/s)`;
+  const gb = r.bytes / 1e9;
+  const perGb = `per GB: ${(r.cpuSeconds / gb).toFixed(2)} core-s, main-thread GC ${(r.gc.major / gb).toFixed(1)} major, ${(r.gc.minor / gb).toFixed(0)} minor, ${(r.gc.ms / gb).toFixed(0)} ms`;
+  return `  ${mib(object.size).padStart(9)}: peak RSS ${mib(r.peakRssBytes)}${hwm}, ready ${mib(r.readyRssBytes)}; ${sampled}; rekeyed in ${r.seconds.toFixed(1)} s (${mbPerSecond(r.bytes, r.seconds).toFixed(0)} MB/s); ${perGb}`;
 }
 
 async function main(): Promise<void> {
