@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +77,8 @@ async function compiledRuntime(): Promise<ChildRuntime> {
   await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   await execFileAsync(process.execPath, [tsc, '-p', join(dir, 'tsconfig.json')]);
+  // tsc compiles only TypeScript: the Redis scripts go beside the compiled modules, as the build puts them (scripts/copy-lua.mjs).
+  await cp(join(ROOT, 'src'), join(outDir, 'src'), { recursive: true, filter: async (path) => (await stat(path)).isDirectory() || path.endsWith('.lua') });
   return { args: [join(outDir, CHILD.replace(/\.ts$/, '.js'))], dispose: () => rm(dir, { recursive: true, force: true }) };
 }
 
