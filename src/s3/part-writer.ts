@@ -136,6 +136,7 @@ export class PartWriter {
         part.filled += n;
         offset += n;
       }
+      releasable(body)?.release(chunk);
     }
     return part;
   }
@@ -239,6 +240,16 @@ export class PartWriter {
     this.#upload = undefined;
     await abortUpload(this.s3, upload, this.options.journal).catch(() => undefined);
   }
+}
+
+/** A body that takes its chunks back once copied (src/crypto/pool.ts PoolStream), to fill them again. */
+interface ReleasingBody {
+  release(chunk: Uint8Array): void;
+}
+
+function releasable(body: Readable): ReleasingBody | undefined {
+  const candidate = body as Readable & Partial<ReleasingBody>;
+  return typeof candidate.release === 'function' ? (candidate as ReleasingBody) : undefined;
 }
 
 function withoutUndefined<T extends object>(value: T): T {
