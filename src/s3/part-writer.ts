@@ -68,8 +68,9 @@ interface Part {
  * multipart upload with up to `queueSize` parts in flight. The body's chunks are copied once, into
  * `queueSize + 1` reused part buffers; a buffer is filled again only after the UploadPart that sent it
  * succeeded, so the SDK's retries of that part (which resend the same bytes) never see it change.
- * Any failure, of the body or of a request, stops reading, waits for the parts in flight, aborts the
- * upload and destroys the body.
+ * A body that takes its chunks back (`release`, as the cipher pool's streams do) gets each one back as
+ * soon as it is copied, to carry its next bytes. Any failure, of the body or of a request, stops
+ * reading, waits for the parts in flight, aborts the upload and destroys the body.
  *
  * Checksums and retries stay the SDK's: the upload is created with CRC32 when the client computes
  * checksums whenever supported (its default, as lib-storage does), every part and the PutObject carry

@@ -23,9 +23,8 @@ export interface ReplacementOptions {
 }
 
 /**
- * The upload holds `queueSize + 1` part buffers (src/s3/part-writer.ts), so this and the queue size set
- * most of a rekey's memory: 16 MiB parts peaked at 313–375 MiB RSS for one object under lib-storage,
- * 8 MiB parts under 300 MiB with the same four uploads in flight (docs/benchmarks.md, memory).
+ * Each upload holds `queueSize + 1` part buffers of this size (src/s3/part-writer.ts): 40 MiB per
+ * object in flight at the defaults, the largest share of a rekey's own memory (docs/benchmarks.md, memory).
  */
 export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 /** Part uploads in flight per object. */

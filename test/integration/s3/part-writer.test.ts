@@ -17,9 +17,9 @@ import { RekeyError } from '../../../src/errors.js';
 import { RetryBudget, withBudget } from '../../../src/retry/budget.js';
 import { uploadReplacement, type ReplacementOptions } from '../../../src/s3/replacement-upload.js';
 import { headObject } from '../../../src/s3/snapshot.js';
-import type { UploadRef } from '../../../src/s3/upload-journal.js';
 import { FaultProxy } from '../../helpers/kms-fault-proxy.js';
 import { s3Operation } from '../../helpers/s3-ops.js';
+import { recordingJournal } from '../../helpers/upload-journal.js';
 import { freshBucket, openStack, strictS3, testConfig, type TestStack } from '../../helpers/stack.js';
 
 const MiB = 1024 * 1024;
@@ -48,22 +48,6 @@ function countedBody(content: Buffer, options: { chunk?: number; failAfter?: num
   return { body, state };
 }
 
-function recordingJournal() {
-  const open = new Map<string, UploadRef>();
-  const created: UploadRef[] = [];
-  return {
-    open,
-    created,
-    async starting() {},
-    async started(u: UploadRef) {
-      open.set(u.uploadId, u);
-      created.push(u);
-    },
-    async finished(u: UploadRef) {
-      open.delete(u.uploadId);
-    },
-  };
-}
 
 /** S3's checksum of a multipart object: CRC32 of the parts' CRC32s (base64, before any `-N`). */
 function compositeCrc32(content: Buffer, partBytes: number): string {
@@ -149,7 +133,7 @@ for (const [endpoint, overrides] of [
       assert.equal(parts.length, 5);
       for (const part of parts) assert.ok(part.headers['x-amz-checksum-crc32'] ?? part.headers['x-amz-trailer'], 'every part carries a CRC32');
       assert.ok(proxy.maxInFlight <= 2, `at most two parts in flight, saw ${proxy.maxInFlight}`);
-      assert.equal(journal.created.length, 1);
+      assert.equal(journal.seen.length, 1);
       assert.equal(journal.open.size, 0, 'the journal entry is cleared once complete');
       const head = await stack.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
       assert.equal(head.Metadata?.['x-amz-key-v2'], 'new');
@@ -166,7 +150,7 @@ for (const [endpoint, overrides] of [
         const sent = proxy.requests.slice(before);
         assert.deepEqual(sent.map((r) => r.method), ['PUT']);
         assert.equal(sent.filter(s3Operation('PutObject')).length, 1);
-        assert.equal(journal.created.length, 0, 'no multipart upload');
+        assert.equal(journal.seen.length, 0, 'no multipart upload');
         assert.deepEqual(await readBack(key), content);
         assert.equal(await checksumOf(key), fullCrc32(content));
       }
@@ -177,7 +161,7 @@ for (const [endpoint, overrides] of [
       const journal = recordingJournal();
       const { body } = countedBody(randomBytes(5 * PART), { failAfter: 2 * PART + MiB });
       await assert.rejects(replace(key, body, { queueSize: 2, journal }), (err: unknown) => err instanceof RekeyError && err.reason === 'tag-mismatch');
-      assert.equal(journal.created.length, 1, 'the upload had started');
+      assert.equal(journal.seen.length, 1, 'the upload had started');
       assert.equal(journal.open.size, 0, 'and its journal entry is cleared by the abort');
       assert.equal(await openUploads(), 0, 'ListMultipartUploads is empty');
       assert.ok(body.destroyed);
