@@ -10,7 +10,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { primeAllocator } from '../src/crypto/allocator.js';
 import { DataKey } from '../src/crypto/data-key.js';
-import { CipherPool } from '../src/crypto/pool.js';
+import { CipherPool, type PoolStream } from '../src/crypto/pool.js';
 import { GCM } from '../src/formats/envelope.js';
 import { machineLine, stackPython } from './machine.js';
 
@@ -93,19 +93,23 @@ interface PoolResult {
 async function poolReencrypt(threads: number, body: Buffer, key: Buffer, iv: Buffer): Promise<PoolResult> {
   const pool = new CipherPool({ threads });
   try {
-    const stream = (): AsyncIterable<Uint8Array> =>
+    const stream = (): PoolStream =>
       pool.reencrypt(slices(body), {
         decrypt: { cipher: GCM, key: DataKey.adopt(Buffer.from(key)), iv, expectedLength: OBJECT },
         encrypt: { cipher: GCM, key: DataKey.generate(), iv: randomBytes(12) },
       });
-    for await (const piece of stream()) void piece;
+    // Each chunk goes back to the pool once read, as rekey's upload gives it back once copied.
+    const drain = async (s: PoolStream): Promise<void> => {
+      for await (const piece of s as AsyncIterable<Uint8Array>) s.release(piece);
+    };
+    await drain(stream());
     const before = pool.utilisation();
     const objects = Math.ceil(TOTAL / OBJECT);
     let next = 0;
     const lane = async (): Promise<void> => {
       while (next < objects) {
         next += 1;
-        for await (const piece of stream()) void piece;
+        await drain(stream());
       }
     };
     const rate = await measure(objects * OBJECT, () => Promise.all(Array.from({ length: threads * 2 }, lane)));

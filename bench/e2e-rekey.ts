@@ -30,6 +30,7 @@ import {
   envNumber,
   endpointOverrides,
   formatSpread,
+  gcPerGb,
   machineLine,
   mbPerSecond,
   MiB,
@@ -118,7 +119,8 @@ async function rekeyRound(setup: Setup, target: TestKey): Promise<number> {
 
 function roundLine(index: number, round: Round): string {
   const rate = mbPerSecond(round.value, round.seconds).toFixed(0);
-  return `  round ${index} ${round.kind.padEnd(5)} ${(round.value / MiB).toFixed(0)} MiB in ${round.seconds.toFixed(2)} s: ${rate} MB/s (${cpuNote(round)})`;
+  const gc = `GC ${round.gc.major} major, ${round.gc.minor} minor, ${round.gc.ms.toFixed(0)} ms`;
+  return `  round ${index} ${round.kind.padEnd(5)} ${(round.value / MiB).toFixed(0)} MiB in ${round.seconds.toFixed(2)} s: ${rate} MB/s (${cpuNote(round)}; ${gc})`;
 }
 
 /** The requests of a round, to see where its time went. */
@@ -219,8 +221,9 @@ function summarise(endpoint: EndpointName, rounds: readonly Round[]): EndpointRe
   const rekey = overall(rounds, 'rekey');
   const ratios = pairRatios(rounds, rateOf);
   const cpuRatios = pairRatios(rounds, cpuPerByteOf);
-  console.log(`${endpoint}: plain copy ${plain.toFixed(0)} MB/s, per round ${formatSpread(spread(rates('plain')))}; ${cpuPerGb(rounds, 'plain')}`);
-  console.log(`${endpoint}: rekey      ${rekey.toFixed(0)} MB/s, per round ${formatSpread(spread(rates('rekey')))}; ${cpuPerGb(rounds, 'rekey')}`);
+  const of = (kind: Kind) => rounds.filter((r) => r.kind === kind);
+  console.log(`${endpoint}: plain copy ${plain.toFixed(0)} MB/s, per round ${formatSpread(spread(rates('plain')))}; ${cpuPerGb(rounds, 'plain')}; ${gcPerGb(of('plain'))}`);
+  console.log(`${endpoint}: rekey      ${rekey.toFixed(0)} MB/s, per round ${formatSpread(spread(rates('rekey')))}; ${cpuPerGb(rounds, 'rekey')}; ${gcPerGb(of('rekey'))}`);
   console.log(`${endpoint}: rekey / plain copy: overall ${(rekey / plain).toFixed(3)}; adjacent pairs ${ratios.map((r) => r.toFixed(2)).join(' ')}, ${formatSpread(spread(ratios), 3)}`);
   console.log(`${endpoint}: rekey / plain copy, CPU per byte of this process: adjacent pairs ${cpuRatios.map((r) => r.toFixed(2)).join(' ')}, ${formatSpread(spread(cpuRatios), 3)}`);
   return { endpoint, plain, rekey, ratio: spread(ratios).median, cpuRatio: spread(cpuRatios).median };

@@ -12,7 +12,7 @@ import { rotationTarget } from '../src/rotate/target.js';
 import type { ReplacementOptions } from '../src/s3/replacement-upload.js';
 import { noJournal } from '../src/s3/upload-journal.js';
 import { openStack } from '../test/helpers/stack.js';
-import { endpointOverrides, ENDPOINT_NAMES, envNumber, MiB, seconds, type EndpointName } from './support.js';
+import { endpointOverrides, ENDPOINT_NAMES, envNumber, gcBetween, gcSoFar, MiB, seconds, type EndpointName, type GcTotals } from './support.js';
 
 export interface MemoryReport {
   readonly outcome: string;
@@ -26,6 +26,10 @@ export interface MemoryReport {
   readonly vmHwmBytes: number | undefined;
   /** Highest main-thread figures seen every 50 ms: where the peak comes from. */
   readonly sampled: MemorySample;
+  /** Main-thread garbage collections during the rekey. */
+  readonly gc: GcTotals;
+  /** CPU seconds of the process (all threads) during the rekey. */
+  readonly cpuSeconds: number;
 }
 
 export interface MemorySample {
@@ -76,9 +80,12 @@ async function rekeyOnce(endpoint: EndpointName, bucket: string, key: string, ta
     await pool.threadStreamCounts();
     const readyRssBytes = process.memoryUsage.rss();
     const stopSampling = sampleMemory();
+    const gc = gcSoFar();
+    const cpu = process.cpuUsage();
     const started = process.hrtime.bigint();
     const [outcome] = await rekeyer.rotate([{ bucket, key }], noJournal);
     const sampled = stopSampling();
+    const used = process.cpuUsage(cpu);
     return {
       outcome: outcome?.outcome === 'rotated' ? 'rotated' : `${outcome?.outcome}:${outcome?.reason} ${outcome?.message}`,
       bytes: outcome?.bytesRead ?? 0,
@@ -87,6 +94,8 @@ async function rekeyOnce(endpoint: EndpointName, bucket: string, key: string, ta
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
       vmHwmBytes: vmHwmBytes(),
       sampled,
+      gc: gcBetween(gc, gcSoFar()),
+      cpuSeconds: (used.user + used.system) / 1e6,
     };
   } finally {
     await pool.close();

@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +77,8 @@ async function compiledRuntime(): Promise<ChildRuntime> {
   await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   await execFileAsync(process.execPath, [tsc, '-p', join(dir, 'tsconfig.json')]);
+  // tsc compiles only TypeScript: the Redis scripts go beside the compiled modules, as the build puts them (scripts/copy-lua.mjs).
+  await cp(join(ROOT, 'src'), join(outDir, 'src'), { recursive: true, filter: async (path) => (await stat(path)).isDirectory() || path.endsWith('.lua') });
   return { args: [join(outDir, CHILD.replace(/\.ts$/, '.js'))], dispose: () => rm(dir, { recursive: true, force: true }) };
 }
 
@@ -109,7 +111,9 @@ const mib = (bytes: number): string => `${(bytes / MiB).toFixed(0)} MiB`;
 function reportLine(object: Seeded, r: MemoryReport): string {
   const hwm = r.vmHwmBytes === undefined ? '' : ` (VmHWM ${mib(r.vmHwmBytes)})`;
   const sampled = `sampled peaks: main-thread buffers ${mib(r.sampled.arrayBuffers)}, JS heap ${mib(r.sampled.heapUsed)}`;
-  return `  ${mib(object.size).padStart(9)}: peak RSS ${mib(r.peakRssBytes)}${hwm}, ready ${mib(r.readyRssBytes)}; ${sampled}; rekeyed in ${r.seconds.toFixed(1)} s (${mbPerSecond(r.bytes, r.seconds).toFixed(0)} MB/s)`;
+  const gb = r.bytes / 1e9;
+  const perGb = `per GB: ${(r.cpuSeconds / gb).toFixed(2)} core-s, main-thread GC ${(r.gc.major / gb).toFixed(1)} major, ${(r.gc.minor / gb).toFixed(0)} minor, ${(r.gc.ms / gb).toFixed(0)} ms`;
+  return `  ${mib(object.size).padStart(9)}: peak RSS ${mib(r.peakRssBytes)}${hwm}, ready ${mib(r.readyRssBytes)}; ${sampled}; rekeyed in ${r.seconds.toFixed(1)} s (${mbPerSecond(r.bytes, r.seconds).toFixed(0)} MB/s); ${perGb}`;
 }
 
 async function main(): Promise<void> {

@@ -9,7 +9,7 @@ import { mkdir, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGzip } from 'node:zlib';
-import { performance } from 'node:perf_hooks';
+import { constants, performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { DeleteObjectsCommand, DeleteBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { makeQueue } from '../src/campaign/queue.js';
 import { makeRedis, type RedisClient } from '../src/config/clients.js';
@@ -157,6 +157,38 @@ export function serverCpuSeconds(endpoint: EndpointName): number | undefined {
   }
 }
 
+/**
+ * Garbage collections of the main thread's isolate (each cipher thread has its own, not counted here):
+ * mark-compact (major) and scavenge (minor) counts and their pause time on the main thread.
+ */
+export interface GcTotals {
+  readonly major: number;
+  readonly minor: number;
+  readonly ms: number;
+}
+
+const gcSeen = { major: 0, minor: 0, ms: 0 };
+let gcObserver: PerformanceObserver | undefined;
+
+function countGc(entries: readonly PerformanceEntry[]): void {
+  for (const entry of entries) {
+    const kind = (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+    if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) gcSeen.major += 1;
+    else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) gcSeen.minor += 1;
+    gcSeen.ms += entry.duration;
+  }
+}
+
+/** Collections so far; the observer starts on the first call and delivers late, so its queue is taken. */
+export function gcSoFar(): GcTotals {
+  if (gcObserver === undefined) {
+    gcObserver = new PerformanceObserver((list) => countGc(list.getEntries()));
+    gcObserver.observe({ entryTypes: ['gc'] });
+  }
+  countGc(gcObserver.takeRecords());
+  return { ...gcSeen };
+}
+
 export interface Timed<T> {
   readonly value: T;
   readonly seconds: number;
@@ -164,9 +196,12 @@ export interface Timed<T> {
   readonly clientCpu: number;
   /** CPU seconds of the S3 server meanwhile, when known. */
   readonly serverCpu: number | undefined;
+  /** Main-thread garbage collections while `run` ran. */
+  readonly gc: GcTotals;
 }
 
 export async function timed<T>(endpoint: EndpointName, run: () => Promise<T>): Promise<Timed<T>> {
+  const gc = gcSoFar();
   const cpu = process.cpuUsage();
   const server = serverCpuSeconds(endpoint);
   const started = process.hrtime.bigint();
@@ -174,12 +209,25 @@ export async function timed<T>(endpoint: EndpointName, run: () => Promise<T>): P
   const secs = seconds(started);
   const used = process.cpuUsage(cpu);
   const serverAfter = serverCpuSeconds(endpoint);
+  const gcAfter = gcSoFar();
   return {
     value,
     seconds: secs,
     clientCpu: (used.user + used.system) / 1e6,
     serverCpu: server === undefined || serverAfter === undefined ? undefined : serverAfter - server,
+    gc: gcBetween(gc, gcAfter),
   };
+}
+
+export function gcBetween(before: GcTotals, after: GcTotals): GcTotals {
+  return { major: after.major - before.major, minor: after.minor - before.minor, ms: after.ms - before.ms };
+}
+
+/** Main-thread GCs per GB moved over some timed runs: counts and pause time. */
+export function gcPerGb(runs: readonly Timed<number>[]): string {
+  const gb = runs.reduce((s, r) => s + r.value, 0) / 1e9;
+  const sum = (f: (gc: GcTotals) => number) => runs.reduce((s, r) => s + f(r.gc), 0) / gb;
+  return `main-thread GC per GB: ${sum((g) => g.major).toFixed(1)} major, ${sum((g) => g.minor).toFixed(0)} minor, ${sum((g) => g.ms).toFixed(0)} ms`;
 }
 
 /** Where the time's CPU went, in cores: this process and the S3 server. */

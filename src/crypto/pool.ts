@@ -181,6 +181,11 @@ export interface PoolStream extends Readable {
   /** Bytes handed to the thread and bytes received from it so far. */
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /**
+   * Gives back a chunk read from this stream once the consumer copied it and holds no view of it, so
+   * its buffer carries the next input; anything else is ignored. Optional for consumers.
+   */
+  release(chunk: Uint8Array): void;
 }
 
 class PooledStream extends Readable implements PoolStream {
@@ -193,13 +198,17 @@ class PooledStream extends Readable implements PoolStream {
   #reject!: (err: Error) => void;
   #bytesIn = 0;
   #bytesOut = 0;
+  /** Chunk buffers pushed with output in them, which the consumer may give back once copied. */
+  readonly #returnable = new WeakSet<ArrayBuffer>();
   #inFlight = 0;
   #wantMore = true;
   #settled = false;
   #wake: (() => void) | undefined;
 
   constructor(slot: ThreadSlot, id: number, source: ByteSource, options: StreamOptions) {
-    super({ highWaterMark: options.chunkSize });
+    // Object mode hands each chunk out as the thread sent it: a byte-mode read() merges what is buffered
+    // into a new buffer, which would both copy every byte once more and hide the chunks to release.
+    super({ objectMode: true, highWaterMark: 1 });
     this.#slot = slot;
     this.#id = id;
     this.#source = source;
@@ -238,6 +247,24 @@ class PooledStream extends Readable implements PoolStream {
     if (this.#source instanceof Readable) this.#source.destroy();
     this.#wakeUp();
     callback(err);
+  }
+
+  /** Output the thread wrote into a chunk's buffer: the buffer returns to the recycler through {@link release}. */
+  onOutputInPlace(buf: ArrayBuffer, length: number): void {
+    if (this.destroyed || length === 0) {
+      this.#options.recycler.give(buf);
+      return;
+    }
+    this.#returnable.add(buf);
+    this.#bytesOut += length;
+    if (!this.push(Buffer.from(buf, 0, length))) this.#wantMore = false;
+  }
+
+  release(chunk: Uint8Array): void {
+    const { buffer } = chunk;
+    /* Precondition: only a whole chunk this stream handed out, once: a view elsewhere would see it refilled. */
+    if (!(buffer instanceof ArrayBuffer) || chunk.byteOffset !== 0 || !this.#returnable.delete(buffer)) return;
+    this.#options.recycler.give(buffer);
   }
 
   onOutput(bufs: readonly ArrayBuffer[], consumed: number): void {
@@ -434,10 +461,13 @@ class ThreadSlot {
 
   #dispatch(message: FromThread): void {
     switch (message.t) {
-      case 'out':
-        this.#recycler.give(message.recycled);
-        this.#streams.get(message.id)?.onOutput(message.bufs, message.consumed);
+      case 'out': {
+        const stream = this.#streams.get(message.id);
+        if (message.inPlace === undefined) this.#recycler.give(message.recycled);
+        else stream?.onOutputInPlace(message.recycled, message.inPlace);
+        stream?.onOutput(message.bufs, message.consumed);
         return;
+      }
       case 'done':
         this.#streams.get(message.id)?.onDone(message.bufs);
         return;

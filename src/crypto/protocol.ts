@@ -25,8 +25,13 @@ export type FromThread =
       readonly t: 'out';
       readonly id: number;
       readonly bufs: ArrayBuffer[];
+      /**
+       * The chunk's buffer, back for reuse; when `inPlace` is set it holds the output instead (its first
+       * `inPlace` bytes, and `bufs` is empty): ciphertext only, copied there once the chunk was consumed.
+       */
       readonly recycled: ArrayBuffer;
       readonly consumed: number;
+      readonly inPlace?: number;
     }
   /** Sent only after the tag (or padding and length) verified. */
   | { readonly t: 'done'; readonly id: number; readonly bufs: ArrayBuffer[] }

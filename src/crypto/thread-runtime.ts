@@ -13,7 +13,7 @@ import { mapKey, openDecryptCore, openEncryptCore } from './specs.js';
  */
 export function serveCipherThread(port: MessagePort): void {
   primeAllocator();
-  const streams = new Map<number, CipherCore>();
+  const streams = new Map<number, ThreadStream>();
   const out: Buffer[] = [];
 
   const reply = (message: FromThread, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
@@ -21,6 +21,24 @@ export function serveCipherThread(port: MessagePort): void {
     streams.delete(id);
     out.length = 0;
     reply({ t: 'error', id, error: toWireError(asCipherLayerError(err)) });
+  };
+  /**
+   * Node's cipher gives each output a new buffer; copied into the consumed chunk's buffer instead, the
+   * output goes back in a buffer the pool recycles, and Node's buffer dies here, in this thread's small
+   * heap, not as new external memory of the main thread's (docs/benchmarks.md, end-to-end). Returns the
+   * bytes copied, or undefined when the output does not fit (then it travels as it is).
+   */
+  const copyInto = (chunk: ArrayBuffer): number | undefined => {
+    const total = out.reduce((sum, piece) => sum + piece.byteLength, 0);
+    if (total > chunk.byteLength) return undefined;
+    const target = new Uint8Array(chunk);
+    let at = 0;
+    for (const piece of out) {
+      target.set(piece, at);
+      at += piece.byteLength;
+    }
+    out.length = 0;
+    return at;
   };
   const drainOut = (): ArrayBuffer[] => {
     const bufs = out.map(ownArrayBuffer);
@@ -32,30 +50,32 @@ export function serveCipherThread(port: MessagePort): void {
     switch (message.t) {
       case 'open':
         try {
-          streams.set(message.id, openCore(message.decrypt, message.encrypt));
+          // Only ciphertext may travel in a recycled chunk: the output of a stream that encrypts.
+          streams.set(message.id, { core: openCore(message.decrypt, message.encrypt), inPlace: message.encrypt !== undefined });
         } catch (err) {
           fail(message.id, err);
         }
         return;
       case 'data': {
-        const core = streams.get(message.id);
+        const stream = streams.get(message.id);
         // Chunks still in flight for a stream that failed or was aborted are dropped.
-        if (core === undefined) return;
+        if (stream === undefined) return;
         try {
-          core.update(new Uint8Array(message.buf, 0, message.len), out);
+          stream.core.update(new Uint8Array(message.buf, 0, message.len), out);
         } catch (err) {
           fail(message.id, err);
           return;
         }
+        const inPlace = stream.inPlace ? copyInto(message.buf) : undefined;
         const bufs = drainOut();
-        reply({ t: 'out', id: message.id, bufs, recycled: message.buf, consumed: message.len }, [...bufs, message.buf]);
+        reply({ t: 'out', id: message.id, bufs, recycled: message.buf, consumed: message.len, inPlace }, [...bufs, message.buf]);
         return;
       }
       case 'end': {
-        const core = streams.get(message.id);
-        if (core === undefined) return;
+        const stream = streams.get(message.id);
+        if (stream === undefined) return;
         try {
-          core.final(out);
+          stream.core.final(out);
         } catch (err) {
           fail(message.id, err);
           return;
@@ -95,6 +115,12 @@ function openCore(decrypt: ToThreadOpen['decrypt'], encrypt: ToThreadOpen['encry
 }
 
 type ToThreadOpen = Extract<ToThread, { t: 'open' }>;
+
+interface ThreadStream {
+  readonly core: CipherCore;
+  /** The output is ciphertext, so it may be handed back in the chunk's own buffer. */
+  readonly inPlace: boolean;
+}
 
 /**
  * Node gives each cipher output its own ArrayBuffer, which can be transferred as is; anything else (a

@@ -1,13 +1,8 @@
 import type { Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { keptSettings, type WriteResult } from './conditional-writes.js';
 import { s3Failure } from './errors.js';
+import { PartWriter } from './part-writer.js';
 import type { ObjectSnapshot } from './snapshot.js';
 import { noJournal, type UploadJournal } from './upload-journal.js';
 
@@ -28,9 +23,8 @@ export interface ReplacementOptions {
 }
 
 /**
- * lib-storage holds `queueSize` parts in flight plus the one it fills and its concatenated copy, so
- * this sets most of a rekey's memory: 16 MiB parts peaked at 313–375 MiB RSS for one object, 8 MiB
- * parts stay under 300 MiB with the same four uploads in flight (docs/benchmarks.md, memory).
+ * Each upload holds `queueSize + 1` part buffers of this size (src/s3/part-writer.ts): 40 MiB per
+ * object in flight at the defaults, the largest share of a rekey's own memory (docs/benchmarks.md, memory).
  */
 export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 /** Part uploads in flight per object. */
@@ -40,25 +34,6 @@ const MAX_PLANNED_PARTS = 9_000;
 
 export function partBytesFor(contentLength: number | undefined, preferred = DEFAULT_PART_BYTES): number {
   return Math.max(preferred, Math.ceil((contentLength ?? 0) / MAX_PLANNED_PARTS));
-}
-
-/**
- * lib-storage starts the multipart upload itself; this client wrapper records the intent before the
- * upload is created and its id before the first part is sent, and clears it when the upload completes
- * or aborts.
- */
-function journaling(s3: S3Client, snapshot: ObjectSnapshot, journal: UploadJournal): S3Client {
-  const ref = (uploadId: string) => ({ bucket: snapshot.bucket, key: snapshot.key, uploadId });
-  const send = async (command: Parameters<S3Client['send']>[0]) => {
-    if (command instanceof CreateMultipartUploadCommand) await journal.starting({ bucket: snapshot.bucket, key: snapshot.key, at: Date.now() });
-    const out = (await s3.send(command as never)) as { UploadId?: string };
-    if (command instanceof CreateMultipartUploadCommand && out.UploadId) await journal.started(ref(out.UploadId));
-    if (command instanceof CompleteMultipartUploadCommand || command instanceof AbortMultipartUploadCommand) {
-      await journal.finished(ref(command.input.UploadId ?? ''));
-    }
-    return out;
-  };
-  return { config: s3.config, send } as unknown as S3Client;
 }
 
 /**
@@ -72,24 +47,24 @@ export async function uploadReplacement(
   options: ReplacementOptions = {},
 ): Promise<WriteResult> {
   const { snapshot } = input;
-  const upload = new Upload({
-    client: journaling(s3, snapshot, options.journal ?? noJournal),
-    partSize: partBytesFor(input.contentLength, options.partBytes),
-    queueSize: options.queueSize ?? DEFAULT_QUEUE_SIZE,
-    leavePartsOnError: false,
-    params: {
+  const writer = new PartWriter(
+    s3,
+    {
       Bucket: snapshot.bucket,
       Key: snapshot.key,
-      Body: input.body,
       Metadata: input.metadata,
       Tagging: input.tagging,
       IfMatch: snapshot.etag,
       ...keptSettings(snapshot),
     },
-  });
+    {
+      partBytes: partBytesFor(input.contentLength, options.partBytes),
+      queueSize: options.queueSize ?? DEFAULT_QUEUE_SIZE,
+      journal: options.journal ?? noJournal,
+    },
+  );
   try {
-    const out = await upload.done();
-    return { etag: out.ETag, versionId: out.VersionId };
+    return await writer.write(input.body);
   } catch (err) {
     input.body.destroy();
     throw s3Failure(err, `upload of s3://${snapshot.bucket}/${snapshot.key}`);

@@ -14,7 +14,7 @@ import { putSmallObject, replaceMetadata } from '../../../src/s3/conditional-wri
 import { uploadReplacement } from '../../../src/s3/replacement-upload.js';
 import { headObject, readSmallObject } from '../../../src/s3/snapshot.js';
 import { readTagging } from '../../../src/s3/tagging.js';
-import type { UploadRef } from '../../../src/s3/upload-journal.js';
+import { recordingJournal } from '../../helpers/upload-journal.js';
 import { freshBucket, openStack, strictS3, type TestStack } from '../../helpers/stack.js';
 
 const MiB = 1024 * 1024;
@@ -45,22 +45,6 @@ async function openUploads(stack: TestStack, bucket: string): Promise<number> {
   return out.Uploads?.length ?? 0;
 }
 
-function recordingJournal() {
-  const open = new Map<string, UploadRef>();
-  const seen: UploadRef[] = [];
-  return {
-    open,
-    seen,
-    async starting() {},
-    async started(u: UploadRef) {
-      open.set(u.uploadId, u);
-      seen.push(u);
-    },
-    async finished(u: UploadRef) {
-      open.delete(u.uploadId);
-    },
-  };
-}
 
 /** A body that yields `good` bytes and then fails, as a decrypt stream does on a bad tag. */
 function failingBody(good: number, chunk = MiB): Readable {

@@ -150,6 +150,41 @@ describe('CipherPool stream handling', () => {
     assert.ok(after.every((u) => u.activeStreams === 0 && u.busyMs > 0 && u.utilisation > 0 && u.utilisation <= 1));
   });
 
+  /**
+   * Copies every chunk, then releases it, as the part writer does. A released buffer that the pool reused
+   * was transferred to a thread again, which detaches it here: its byteLength is then 0.
+   */
+  async function copyAndRelease(stream: ReturnType<CipherPool['decrypt']>): Promise<{ body: Buffer; chunks: number; reused: number }> {
+    const copies: Buffer[] = [];
+    const released: ArrayBufferLike[] = [];
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      copies.push(Buffer.from(chunk));
+      released.push(chunk.buffer);
+      stream.release(chunk);
+    }
+    return { body: Buffer.concat(copies), chunks: copies.length, reused: released.filter((b) => b.byteLength === 0).length };
+  }
+
+  it('hands re-encrypted output back in the chunk buffers it recycles, once the consumer releases them', async () => {
+    const plain = randomBytes(64 * CHUNK + 100);
+    const old = material();
+    const fresh = material();
+    const stream = pool.reencrypt(pieces(cut(sealed('v2', old, plain), [CHUNK * 3 + 5])), { decrypt: decryptSpec('v2', old), encrypt: encryptSpec('v3', fresh) });
+    const { body, chunks, reused } = await copyAndRelease(stream);
+    assert.deepEqual(body, sealed('v3', fresh, plain), 'the output is byte-identical to a one-shot encryption');
+    assert.ok(chunks >= 64);
+    assert.ok(reused >= chunks / 2, `${reused} of ${chunks} released chunks carried input again`);
+  });
+
+  it('never recycles the output of a stream that only decrypts: plaintext stays out of the chunks sent to threads', async () => {
+    const plain = randomBytes(16 * CHUNK);
+    const m = material();
+    const { body, chunks, reused } = await copyAndRelease(pool.decrypt(pieces([sealed('v2', m, plain)]), decryptSpec('v2', m)));
+    assert.deepEqual(body, plain);
+    assert.ok(chunks >= 16);
+    assert.equal(reused, 0, 'no plaintext chunk went back to a thread');
+  });
+
   it('moves keys to the thread: the caller copies are zeroed at once', () => {
     const oldBytes = randomBytes(32);
     const newBytes = randomBytes(32);
