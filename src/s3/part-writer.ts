@@ -21,12 +21,21 @@ export interface PartWriterOptions {
   /** Part uploads in flight; the writer holds `queueSize + 1` part buffers, one of them filling. */
   readonly queueSize: number;
   readonly journal: UploadJournal;
+  /**
+   * The body's length when announced. A body announced shorter than a part is copied into a buffer of
+   * about its own size, so objects of a few KiB do not each hold a whole part buffer; one that turns
+   * out longer moves to a part buffer.
+   */
+  readonly expectedBytes?: number | undefined;
 }
 
 /** S3's smallest part but the last. */
 const MIN_PART_BYTES = 5 * 1024 * 1024;
 /** S3's limit on the parts of one multipart upload. */
 const MAX_PARTS = 10_000;
+
+/** Room beyond the announced length: a rekey of CBC content adds a GCM tag that the old length did not count. */
+const LENGTH_SLACK = 64;
 
 /** Idle part buffers kept between uploads, so a worker rekeying object after object allocates none. */
 const MAX_IDLE_BYTES = 64 * 1024 * 1024;
@@ -114,25 +123,32 @@ export class PartWriter {
       await this.#abort();
       throw this.#failure?.error ?? err;
     } finally {
-      for (const buffer of this.#free) idle.keep(buffer);
+      for (const buffer of this.#free) if (buffer.length === this.options.partBytes) idle.keep(buffer);
       this.#free.length = 0;
     }
   }
 
   /** Copies the body into part buffers, sending each full one once more bytes follow; returns the last. */
   async #fill(body: Readable): Promise<Part> {
-    const { partBytes } = this.options;
-    let part: Part = { number: 1, buffer: await this.#nextBuffer(), filled: 0 };
+    const { partBytes, expectedBytes } = this.options;
+    const small = expectedBytes !== undefined && expectedBytes + LENGTH_SLACK < partBytes;
+    let part: Part = { number: 1, buffer: small ? Buffer.allocUnsafe(expectedBytes + LENGTH_SLACK) : await this.#nextBuffer(), filled: 0 };
     for await (const chunk of body) {
       /* Precondition: the body yields bytes (a ciphertext stream never yields strings or objects). */
       if (!(chunk instanceof Uint8Array)) throw new RekeyError('internal', 'the upload body yielded a chunk that is not bytes');
       let offset = 0;
       while (offset < chunk.byteLength) {
+        if (part.filled === part.buffer.length && part.buffer.length < partBytes) {
+          // Longer than announced: the bytes so far move into a whole part buffer.
+          const grown = await this.#nextBuffer();
+          grown.set(part.buffer.subarray(0, part.filled));
+          part = { ...part, buffer: grown };
+        }
         if (part.filled === partBytes) {
           await this.#send(part);
           part = { number: part.number + 1, buffer: await this.#nextBuffer(), filled: 0 };
         }
-        const n = Math.min(chunk.byteLength - offset, partBytes - part.filled);
+        const n = Math.min(chunk.byteLength - offset, part.buffer.length - part.filled);
         part.buffer.set(chunk.subarray(offset, offset + n), part.filled);
         part.filled += n;
         offset += n;

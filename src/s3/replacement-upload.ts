@@ -61,6 +61,7 @@ export async function uploadReplacement(
       partBytes: partBytesFor(input.contentLength, options.partBytes),
       queueSize: options.queueSize ?? DEFAULT_QUEUE_SIZE,
       journal: options.journal ?? noJournal,
+      expectedBytes: input.contentLength,
     },
   );
   try {

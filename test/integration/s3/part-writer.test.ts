@@ -18,7 +18,7 @@ import { RetryBudget, withBudget } from '../../../src/retry/budget.js';
 import { uploadReplacement, type ReplacementOptions } from '../../../src/s3/replacement-upload.js';
 import { headObject } from '../../../src/s3/snapshot.js';
 import { FaultProxy } from '../../helpers/kms-fault-proxy.js';
-import { s3Operation } from '../../helpers/s3-ops.js';
+import { s3Operation, s3OperationOf } from '../../helpers/s3-ops.js';
 import { recordingJournal } from '../../helpers/upload-journal.js';
 import { freshBucket, openStack, strictS3, testConfig, type TestStack } from '../../helpers/stack.js';
 
@@ -100,9 +100,9 @@ for (const [endpoint, overrides] of [
       return { key, body };
     }
 
-    async function replace(key: string, body: Readable, options: ReplacementOptions) {
+    async function replace(key: string, body: Readable, options: ReplacementOptions, contentLength?: number) {
       const snapshot = await headObject(stack.s3, bucket, key);
-      return uploadReplacement(s3, { snapshot, body, metadata: { owner: 'team-a', 'x-amz-key-v2': 'new' }, tagging: undefined }, { partBytes: PART, ...options });
+      return uploadReplacement(s3, { snapshot, body, metadata: { owner: 'team-a', 'x-amz-key-v2': 'new' }, tagging: undefined, contentLength }, { partBytes: PART, ...options });
     }
 
     async function readBack(key: string): Promise<Buffer> {
@@ -153,6 +153,18 @@ for (const [endpoint, overrides] of [
         assert.equal(journal.seen.length, 0, 'no multipart upload');
         assert.deepEqual(await readBack(key), content);
         assert.equal(await checksumOf(key), fullCrc32(content));
+      }
+    });
+
+    test('an announced length sizes a small body\'s buffer; a body longer than announced still goes whole, in parts', async () => {
+      const announced = 1000;
+      for (const [size, requests] of [[announced, ['PutObject']], [announced + 16, ['PutObject']], [2 * PART + 7, ['CreateMultipartUpload', 'UploadPart', 'UploadPart', 'UploadPart', 'CompleteMultipartUpload']]] as const) {
+        const { key } = await original();
+        const content = randomBytes(size);
+        const before = proxy.requests.length;
+        await replace(key, countedBody(content, { chunk: 300 }).body, { queueSize: 1 }, announced);
+        assert.deepEqual(proxy.requests.slice(before).map((r) => s3OperationOf(r)), requests, `${size} bytes`);
+        assert.deepEqual(await readBack(key), content, `${size} bytes`);
       }
     });
 
