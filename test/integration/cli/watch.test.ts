@@ -13,14 +13,11 @@ import { openStack, type TestStack } from '../../helpers/stack.js';
  */
 describe('watching a campaign moved by a worker in the same process', () => {
   let stack: TestStack;
-  let store: CampaignStore;
-  before(() => {
-    stack = openStack();
-    store = new CampaignStore(stack.redis, stack.config.redisPrefix);
-  });
+  before(() => (stack = openStack()));
   after(() => stack.close());
 
   test('a finished job is a cue to look: the watch ends with the campaign, not at its next poll', { timeout: 30_000 }, async () => {
+    const store = new CampaignStore(stack.redis, stack.config.redisPrefix);
     const id = await store.create(campaignSpec([], { skipVerification: true }));
     await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: 1 });
     await store.completePlan(id);

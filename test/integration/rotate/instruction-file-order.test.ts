@@ -8,7 +8,8 @@ import { CampaignStore, type BatchInFlight } from '../../../src/campaign/store.j
 import type { ObjectOutcome, ObjectRef } from '../../../src/rotate/outcome.js';
 import { Rekeyer } from '../../../src/rotate/rekey.js';
 import { noJournal } from '../../../src/s3/upload-journal.js';
-import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../../helpers/stack.js';
+import { freshBucket } from '../../helpers/stack.js';
+import { closeRotationSuite, openRotationSuite, type RotationSuite } from '../../helpers/rotation-suite.js';
 import { Rotators } from '../../helpers/rotators.js';
 import { putSealed, seal } from '../../helpers/sealed.js';
 import { s3KeyOf, s3Operation } from '../../helpers/s3-ops.js';
@@ -26,22 +27,9 @@ type Order = 'before' | 'while' | 'after';
  * half-done is that writer's, never damage.
  */
 describe('an instruction file and its object, moved in any order by rekey and by other writers', () => {
-  let stack: TestStack;
-  let oldKey: TestKey;
-  let newKey: TestKey;
-  let proxy: FaultProxy;
-  let rotators: Rotators;
-
-  before(async () => {
-    ({ stack, oldKey, newKey } = await openStackWithKeys());
-    proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
-    rotators = new Rotators(stack, newKey);
-  });
-  after(async () => {
-    await rotators.close();
-    await proxy.close();
-    await stack.close();
-  });
+  let { stack, oldKey, newKey, proxy, rotators } = {} as RotationSuite;
+  before(async () => ({ stack, oldKey, newKey, proxy, rotators } = await openRotationSuite()));
+  after(() => closeRotationSuite({ stack, proxy, rotators }));
 
   async function exists(bucket: string, key: string): Promise<boolean> {
     try {

@@ -8,11 +8,10 @@ import { makeS3Client } from '../../../src/config/clients.js';
 import { openObject } from '../../../src/s3/snapshot.js';
 import { noJournal } from '../../../src/s3/upload-journal.js';
 import { readTagging } from '../../../src/s3/tagging.js';
-import { FaultProxy } from '../../helpers/kms-fault-proxy.js';
-import { Rotators } from '../../helpers/rotators.js';
+import { closeRotationSuite, openRotationSuite, type RotationSuite } from '../../helpers/rotation-suite.js';
 import { s3KeyOf, s3OperationOf, type S3Operation } from '../../helpers/s3-ops.js';
 import { putSealed, seal } from '../../helpers/sealed.js';
-import { freshBucket, openStackWithKeys, strictS3, type TestKey, type TestStack } from '../../helpers/stack.js';
+import { freshBucket, strictS3 } from '../../helpers/stack.js';
 import { decryptObject } from '../../helpers/verify.js';
 
 const KiB = 1024;
@@ -25,22 +24,9 @@ const MiB = 1024 * KiB;
  */
 for (const server of ['versitygw', 'moto'] as const) {
   describe(`rekey's requests per object (${server})`, () => {
-    let stack: TestStack;
-    let oldKey: TestKey;
-    let newKey: TestKey;
-    let proxy: FaultProxy;
-    let rotators: Rotators;
-
-    before(async () => {
-      ({ stack, oldKey, newKey } = await openStackWithKeys(server === 'versitygw' ? strictS3() : {}));
-      proxy = await FaultProxy.start({ target: stack.config.s3Endpoint! });
-      rotators = new Rotators(stack, newKey);
-    });
-    after(async () => {
-      await rotators.close();
-      await proxy.close();
-      await stack.close();
-    });
+    let { stack, oldKey, newKey, proxy, rotators } = {} as RotationSuite;
+    before(async () => ({ stack, oldKey, newKey, proxy, rotators } = await openRotationSuite(server === 'versitygw' ? strictS3() : {})));
+    after(() => closeRotationSuite({ stack, proxy, rotators }));
 
     const proxied = () => makeS3Client({ ...stack.config, s3Endpoint: proxy.url, s3ForcePathStyle: true });
 
