@@ -84,6 +84,7 @@ install_java() {
   if [ -f "$out/s3ec4.jar" ] && [ "$(cat "$out/.inputs.sha256" 2>/dev/null)" = "$want" ]; then return 0; fi
   apt_install java:openjdk-17-jdk-headless mvn:maven
   log "mvn package test/interop/java into $out"
+  mkdir -p "$out"
   rm -f "$out"/*.jar  # the shade plugin would keep a stale jar beside the new one as original-*.jar
   local mvn=(mvn -B -q -f "$src/pom.xml" -Drekey.java.out="$out" package)
   "${mvn[@]}" -o >/dev/null 2>&1 || "${mvn[@]}" || die "the Java interop driver did not build (mvn ${mvn[*]:1})"
@@ -214,6 +215,9 @@ cluster_up() {
 }
 
 cmd_up() {
+  # Callers eval what `up` prints, so only the environment goes to stdout: whatever the installers and
+  # servers print (Maven writes colour codes to stdout even with -q) goes to stderr with the logs.
+  exec 3>&1 1>&2
   cmd_install
   spawn redis redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
     --maxmemory-policy noeviction --dir "$STACK_DIR" --protected-mode yes
@@ -231,7 +235,7 @@ cmd_up() {
   spawn prometheus prometheus --config.file="$STACK_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STACK_DIR/prometheus/data" --web.listen-address="$HOST:$PROMETHEUS_PORT" \
     --web.enable-lifecycle
-  cmd_env
+  cmd_env >&3
 }
 
 cmd_down() {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -134,6 +134,8 @@ describe('failure modes of the CLI, the worker and the stack script', () => {
     const again = await run('bash', [script, 'up'], { env: process.env });
     assert.doesNotMatch(again.stderr, / up \(pid /, 'nothing was started again');
     assert.match(again.stdout, /export REDIS_URL=/);
+    // Callers eval this output: nothing but the environment may reach it.
+    for (const line of again.stdout.trim().split('\n')) assert.match(line, /^export [A-Z0-9_]+=\S*$/);
 
     // A second stack folder whose Redis port is taken by this test's own HTTP server.
     const squatter: Server = createServer();
@@ -145,11 +147,18 @@ describe('failure modes of the CLI, the worker and the stack script', () => {
       const ours = process.env.REKEY_STACK_DIR ?? new URL('../../.stack', import.meta.url).pathname;
       await symlink(join(ours, 'bin'), join(dir, 'bin'));
       await symlink(join(ours, 'venv'), join(dir, 'venv'));
-      const taken = await run('bash', [script, 'up'], { env: { ...process.env, REKEY_STACK_DIR: dir, REKEY_REDIS_PORT: String(port) } }).then(
+      // This folder has no Java driver, so `up` builds one first. The stand-in for Maven fails offline and
+      // then writes colour codes to stdout, as Maven 3.9 does with -q when it has to download.
+      const fakeBin = join(dir, 'fake-bin');
+      await mkdir(fakeBin);
+      await writeFile(join(fakeBin, 'mvn'), '#!/bin/sh\ncase " $* " in *" -o "*) exit 1 ;; esac\nprintf "\\033[0m\\033[0m\\n"\n', { mode: 0o755 });
+      const env = { ...process.env, PATH: `${fakeBin}:${process.env.PATH}`, REKEY_STACK_DIR: dir, REKEY_REDIS_PORT: String(port) };
+      const taken = await run('bash', [script, 'up'], { env }).then(
         () => assert.fail('up must refuse a port it does not own'),
-        (err: { code: number; stderr: string }) => err,
+        (err: { code: number; stdout: string; stderr: string }) => err,
       );
       assert.equal(taken.code, 1);
+      assert.equal(taken.stdout, '', 'what the installers print goes to stderr, never into the evaluated environment');
       // The holder is named as the OS names it: `node`, or `MainThread` for Node 24's main thread.
       assert.match(
         taken.stderr.trim().split('\n').at(-1)!,
