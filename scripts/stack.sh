@@ -214,10 +214,7 @@ cluster_up() {
   die "the Redis Cluster on ports ${CLUSTER_PORTS[*]} is not ok after 30 s; see $STACK_DIR/redis-cluster-*.log"
 }
 
-cmd_up() {
-  # Callers eval what `up` prints, so only the environment goes to stdout: whatever the installers and
-  # servers print (Maven writes colour codes to stdout even with -q) goes to stderr with the logs.
-  exec 3>&1 1>&2
+start_stack() {
   cmd_install
   spawn redis redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
     --maxmemory-policy noeviction --dir "$STACK_DIR" --protected-mode yes
@@ -235,7 +232,15 @@ cmd_up() {
   spawn prometheus prometheus --config.file="$STACK_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STACK_DIR/prometheus/data" --web.listen-address="$HOST:$PROMETHEUS_PORT" \
     --web.enable-lifecycle
-  cmd_env >&3
+}
+
+# Callers eval what `up` prints, so only the environment goes to stdout: whatever the installers print
+# (Maven writes colour codes to stdout even with -q) goes to stderr with the logs. A redirection of the
+# whole step, not a saved descriptor: servers started here would inherit one and hold the caller's
+# command substitution open forever.
+cmd_up() {
+  start_stack >&2
+  cmd_env
 }
 
 cmd_down() {

@@ -21,19 +21,10 @@ import { noJournal } from '../../src/s3/upload-journal.js';
 import { rekey, spawnRekey, type CliResult } from '../helpers/cli.js';
 import { freshBucket, openStackWithKeys, type TestKey, type TestStack } from '../helpers/stack.js';
 import { rawObject } from '../helpers/campaign.js';
+import { freePort, freePorts } from '../helpers/ports.js';
 import { putSealed, seal } from '../helpers/sealed.js';
 
 const run = promisify(execFile);
-
-/** A port nothing listens on: bound once by the OS for us, then closed. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** `rekey ARGS` that must end by itself: killed after 10 s, which the assertions then see as a hang. */
 const mustEnd = (stack: TestStack, args: readonly string[], env: NodeJS.ProcessEnv): Promise<CliResult> => rekey(stack.config, args, env, { killAfterMs: 10_000 });
@@ -56,7 +47,7 @@ describe('failure modes of the CLI, the worker and the stack script', () => {
   after(() => stack.close());
 
   test('Redis unreachable: status, pause and start end at once with one line naming it, exit 1', async () => {
-    const redisUrl = `redis://127.0.0.1:${await closedPort()}`;
+    const redisUrl = `redis://127.0.0.1:${await freePort()}`;
     for (const args of [['status'], ['pause', 'x'], ['start', '--bucket', 'b', '--mode', 'rewrap', '--target-key', newKey.keyId]]) {
       const r = await mustEnd(stack, args, { REDIS_URL: redisUrl });
       assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
@@ -65,7 +56,7 @@ describe('failure modes of the CLI, the worker and the stack script', () => {
   });
 
   test('KMS or S3 unreachable: start ends with one line naming the endpoint, exit 1', async () => {
-    const down = `http://127.0.0.1:${await closedPort()}`;
+    const down = `http://127.0.0.1:${await freePort()}`;
     const bucket = await freshBucket(stack.s3);
     const kms = await mustEnd(stack, ['start', '--bucket', bucket, '--mode', 'rewrap', '--target-key', newKey.keyId], { AWS_ENDPOINT_URL_KMS: down });
     assert.equal(kms.code, 1, kms.stderr);
@@ -88,7 +79,7 @@ describe('failure modes of the CLI, the worker and the stack script', () => {
   });
 
   test('a worker without Redis backs off with one line per attempt and answers 503 on /healthz; with Redis, 200', async () => {
-    const worker = spawnRekey(stack.config, ['worker', '--metrics-port', '0', '--threads', '1'], { REDIS_URL: `redis://127.0.0.1:${await closedPort()}`, REKEY_LOG_LEVEL: 'info' });
+    const worker = spawnRekey(stack.config, ['worker', '--metrics-port', '0', '--threads', '1'], { REDIS_URL: `redis://127.0.0.1:${await freePort()}`, REKEY_LOG_LEVEL: 'info' });
     let output = '';
     worker.stderr.on('data', (d: Buffer) => (output += d.toString()));
     try {
@@ -166,6 +157,32 @@ describe('failure modes of the CLI, the worker and the stack script', () => {
       );
     } finally {
       squatter.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('stack.sh up starts a whole stack inside the command substitution its callers eval, and returns with the environment only', async () => {
+    const script = new URL('../../scripts/stack.sh', import.meta.url).pathname;
+    const ours = process.env.REKEY_STACK_DIR ?? new URL('../../.stack', import.meta.url).pathname;
+    const dir = await mkdtemp(join(tmpdir(), 'rekey-stack-'));
+    for (const part of ['bin', 'venv', 'java']) await symlink(join(ours, part), join(dir, part));
+    const [redis, moto, prometheus, versitygw, localKms, ...cluster] = await freePorts(8);
+    const env = {
+      ...process.env,
+      REKEY_STACK_DIR: dir,
+      REKEY_REDIS_PORT: String(redis),
+      REKEY_MOTO_PORT: String(moto),
+      REKEY_PROMETHEUS_PORT: String(prometheus),
+      REKEY_VERSITYGW_PORT: String(versitygw),
+      REKEY_LOCAL_KMS_PORT: String(localKms),
+      REKEY_REDIS_CLUSTER_PORTS: cluster.join(','),
+    };
+    try {
+      // As scripts/test.sh does: the servers started must not hold the substitution's pipe open.
+      const { stdout } = await run('bash', ['-c', `eval "$(bash '${script}' up)"; echo "redis=$REDIS_URL"`], { env, timeout: 120_000 });
+      assert.equal(stdout, `redis=redis://127.0.0.1:${redis}\n`);
+    } finally {
+      await run('bash', [script, 'down'], { env, timeout: 60_000 });
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeRedis } from '../../../src/config/clients.js';
 import { RedisRateLimiter } from '../../../src/kms/rate-limiter.js';
+import { freePort } from '../../helpers/ports.js';
 import { testConfig, uniqueName } from '../../helpers/stack.js';
 
 type Redis = ReturnType<typeof makeRedis>;
@@ -83,15 +83,6 @@ describe('RedisRateLimiter on the real Redis', () => {
   });
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 /** A private redis-server, so restarting it cannot disturb the shared stack. */
 function startRedis(port: number): ChildProcess {
