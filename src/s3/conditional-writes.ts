@@ -133,18 +133,25 @@ async function replaceMetadataMultipart(
   }
 }
 
+/**
+ * Aborts the upload; resolves `true` when it was still open, `false` when S3 no longer knew it (aborted
+ * meanwhile by someone else, or completed).
+ */
 export async function abortUpload(
   s3: S3Client,
   upload: { bucket: string; key: string; uploadId: string },
   journal: UploadJournal = noJournal,
-): Promise<void> {
+): Promise<boolean> {
+  let wasOpen = true;
   try {
     await s3.send(new AbortMultipartUploadCommand({ Bucket: upload.bucket, Key: upload.key, UploadId: upload.uploadId }));
   } catch (err) {
     /* Postcondition: an upload S3 no longer knows is as good as aborted. */
     if (!isUnknownUpload(err)) throw s3Failure(err, `abort upload of s3://${upload.bucket}/${upload.key}`);
+    wasOpen = false;
   }
   await journal.finished(upload);
+  return wasOpen;
 }
 
 function isUnknownUpload(err: unknown): boolean {

@@ -21,7 +21,7 @@ export function s3Failure(err: unknown, what: string): RekeyError {
   // The upload, not the object, is gone: aborted under the writer (a job taken over by a second worker,
   // a lifecycle rule). The object is still there, and another attempt may rotate it.
   if (UPLOAD_GONE.has(code)) {
-    return new RekeyError('s3-error', `${message}: the multipart upload was aborted meanwhile`, call);
+    return new RekeyError('s3-error', `${message}${ABORTED_MEANWHILE}`, call);
   }
   if (code === 'MetadataTooLarge') {
     return new RekeyError('metadata-too-large', `${message}: the user metadata passes S3's ${MAX_USER_METADATA_BYTES}-byte limit`, call);
@@ -51,6 +51,21 @@ export function s3Failure(err: unknown, what: string): RekeyError {
     return new RekeyError('s3-error', message, call);
   }
   return new RekeyError('s3-rejected', `${message}: S3 refused the request`, call);
+}
+
+const ABORTED_MEANWHILE = ': the multipart upload was aborted meanwhile';
+
+/**
+ * A transient failure of a multipart upload whose abort then found the upload already gone: whatever
+ * the request saw (a server that refuses a part of an aborted upload before reading its body resets
+ * the connection, and the SDK retries that reset until the object's retry budget is spent), the upload
+ * was aborted under the writer, and a later attempt of the object may rotate it. The refused retries
+ * are not kept as a cause: they are not what ended this attempt. Any other failure is returned as it was.
+ */
+export function abortedMeanwhile(err: unknown, what: string): unknown {
+  const failure = s3Failure(err, what);
+  if (failure.reason !== 's3-error' || failure.message.endsWith(ABORTED_MEANWHILE)) return err;
+  return new RekeyError('s3-error', `${failure.message}${ABORTED_MEANWHILE}`, { httpStatus: failure.httpStatus, errorCode: failure.errorCode });
 }
 
 /**

@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { ConfigError, RekeyError } from '../errors.js';
 import { abortUpload, type WriteResult } from './conditional-writes.js';
+import { abortedMeanwhile } from './errors.js';
 import type { UploadJournal, UploadRef } from './upload-journal.js';
 
 /** Everything of a PutObject but the body: each request of the upload is built from it, as lib-storage did. */
@@ -120,8 +121,9 @@ export class PartWriter {
     } catch (err) {
       this.#fail(err);
       await this.#settled();
-      await this.#abort();
-      throw this.#failure?.error ?? err;
+      const failure = this.#failure?.error ?? err;
+      const wasOpen = await this.#abort();
+      throw wasOpen === false ? abortedMeanwhile(failure, `upload of s3://${this.params.Bucket}/${this.params.Key}`) : failure;
     } finally {
       for (const buffer of this.#free) if (buffer.length === this.options.partBytes) idle.keep(buffer);
       this.#free.length = 0;
@@ -248,14 +250,15 @@ export class PartWriter {
   }
 
   /**
-   * The failure that brought us here is what the caller must see; an abort that fails leaves the
+   * Whether the upload was still open (undefined when there was none, or the abort failed). The
+   * failure that brought us here is what the caller must see; an abort that fails leaves the
    * journal's record, from which the upload is aborted later (src/s3/upload-journal.ts).
    */
-  async #abort(): Promise<void> {
-    if (this.#upload === undefined) return;
+  async #abort(): Promise<boolean | undefined> {
+    if (this.#upload === undefined) return undefined;
     const upload = this.#upload;
     this.#upload = undefined;
-    await abortUpload(this.s3, upload, this.options.journal).catch(() => undefined);
+    return abortUpload(this.s3, upload, this.options.journal).catch(() => undefined);
   }
 }
 
