@@ -1,6 +1,6 @@
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job, type Queue } from 'bullmq';
 import { redisEndpoint, type Config } from '../config/config.js';
 import { makeKmsClient, makeRedis, makeS3Client, type RedisClient } from '../config/clients.js';
 import { CipherPool } from '../crypto/pool.js';
@@ -19,11 +19,12 @@ import { processBatch, type BatchRotator, type ProcessorDeps, type ProcessorOpti
 import { connectionOf, makeQueue, makeVerifyQueue, QUEUE_NAME, queuePrefix, requestVerification, VERIFY_QUEUE_NAME, type BatchJob, type VerifyJob } from '../campaign/queue.js';
 import { openReportStore } from '../campaign/report-store.js';
 import { verifyCampaign } from '../campaign/verify.js';
-import { PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from '../campaign/schedule.js';
+import { makePlanQueue, PLAN_QUEUE_NAME, runSchedule, ScheduleStore, type ScheduleJob } from '../campaign/schedule.js';
 import { isFinished, type CampaignSpec } from '../campaign/spec.js';
 import { CampaignStore } from '../campaign/store.js';
 import { UploadJournals } from '../campaign/upload-journals.js';
 import { RotatorCache } from './rotators.js';
+import { WatchedWorker } from './watched-worker.js';
 import { RefusalRecorder, RetirementStore } from '../retirement/store.js';
 
 export interface CampaignWorkerOptions {
@@ -79,10 +80,11 @@ export class CampaignWorker {
   /** Refusals being recorded; close() waits for them, so none is lost with the Redis connection. */
   private readonly noting = new Set<Promise<unknown>>();
   private readonly queue;
-  private readonly worker: Worker<BatchJob>;
-  private readonly planner: Worker<ScheduleJob>;
-  private readonly verifier: Worker<VerifyJob>;
+  private readonly worker: WatchedWorker<BatchJob>;
+  private readonly planner: WatchedWorker<ScheduleJob>;
+  private readonly verifier: WatchedWorker<VerifyJob>;
   private readonly verifyQueue;
+  private readonly planQueue;
   private readonly rotators: RotatorCache<{ rotator: BatchRotator; kms: KmsBatcher }>;
   private closing: Promise<void> | undefined;
   private changeWaiters: (() => void)[] = [];
@@ -121,18 +123,26 @@ export class CampaignWorker {
       maxStalledCount: MAX_STALLED_COUNT,
       autorun: false,
     };
-    this.worker = new Worker<BatchJob>(QUEUE_NAME, (job, token) => this.process(job, token), { ...shared, concurrency: options.concurrency ?? 4 });
-    this.worker.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'batch job failed; it will be retried'));
-    this.worker.on('error', (err) => this.queueError(err));
+    this.planQueue = makePlanQueue(config, this.redis);
+    const watched = <T>(name: string, queue: Queue<T>, process: (job: Job<T>, token: string | undefined) => Promise<unknown>, concurrency: number, failed: string) =>
+      new WatchedWorker<T>({
+        queue,
+        process,
+        make: (processor) => {
+          const worker = new Worker<T>(name, processor, { ...shared, concurrency });
+          worker.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, failed));
+          worker.on('error', (err) => this.queueError(err));
+          worker.on('completed', () => this.announceChange());
+          return worker;
+        },
+        onReplace: (facts) => this.log?.warn(facts, 'a queue worker took no job while jobs waited; replaced with new Redis connections'),
+        onError: (err) => this.queueError(err instanceof Error ? err : new Error(String(err))),
+      });
+    this.worker = watched(QUEUE_NAME, this.queue, (job, token) => this.process(job, token), options.concurrency ?? 4, 'batch job failed; it will be retried');
     // One plan at a time per process: a plan is bound by Redis round trips, not by this process.
-    this.planner = new Worker<ScheduleJob>(PLAN_QUEUE_NAME, (job) => this.plan(job), { ...shared, concurrency: 1 });
-    this.planner.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'scheduled plan failed; it will be retried'));
-    this.planner.on('error', (err) => this.queueError(err));
+    this.planner = watched(PLAN_QUEUE_NAME, this.planQueue, (job) => this.plan(job), 1, 'scheduled plan failed; it will be retried');
     // One verification at a time per process: it is a scan bound by S3 and KMS round trips.
-    this.verifier = new Worker<VerifyJob>(VERIFY_QUEUE_NAME, (job) => this.verify(job.data.c), { ...shared, concurrency: 1 });
-    this.verifier.on('failed', (job, err) => this.log?.warn({ job: job?.id, err: err.message }, 'closing verification failed; it will be retried'));
-    this.verifier.on('error', (err) => this.queueError(err));
-    for (const worker of [this.worker, this.planner, this.verifier] as Worker[]) worker.on('completed', () => this.announceChange());
+    this.verifier = watched(VERIFY_QUEUE_NAME, this.verifyQueue, (job) => this.verify(job.data.c), 1, 'closing verification failed; it will be retried');
     if (options.metrics) this.export(options.metrics);
   }
 
@@ -222,6 +232,7 @@ export class CampaignWorker {
       await this.pool.close();
       await this.queue.close();
       await this.verifyQueue.close();
+      await this.planQueue.close();
       await Promise.all(this.noting);
       await this.rotators.idle();
       await this.redis.quit();

@@ -14,6 +14,8 @@ const LONG = process.env.REKEY_LONG_TESTS === '1';
 const PER_MODE = LONG ? 400 : 60;
 /** Paces the campaigns (KMS calls per second), so the restarts fall in the middle of them. */
 const KMS_RATE = LONG ? 40 : 8;
+/** What a worker logs when it replaced a queue worker whose fetching wedged (src/worker/watched-worker.ts). */
+const REPLACED = 'a queue worker took no job while jobs waited';
 
 /**
  * The campaigns run with rekey configured for the stack's 3-master Redis Cluster. The master holding
@@ -74,10 +76,14 @@ describe('Redis Cluster masters restart in the middle of a rewrap and a rekey ca
       for (const mode of ['rewrap', 'rekey'] as const) {
         const final = await assertEndsClean(stack, store, { mode, id: ids[mode], bucket: buckets[mode], seeded: seeded[mode], newKeyArn: newKey.arn, timeoutMs: 10 * 60_000 });
         process.stdout.write(
-          `# redis-cluster-figures ${JSON.stringify({ mode, objects: PER_MODE, restarted: [campaignMaster.port, queueMaster.port], doneAtRestart, rotated: final.rotated, byReason: final.byReason })}\n`,
+          `# redis-cluster-figures ${JSON.stringify({ mode, objects: PER_MODE, restarted: [campaignMaster.port, queueMaster.port], doneAtRestart, rotated: final.rotated, byReason: final.byReason, queueWorkersReplaced: fleet.output().split(REPLACED).length - 1 })}\n`,
         );
       }
       assert.equal(campaignMaster.restarts + queueMaster.restarts, 2);
+    } catch (err) {
+      // What the workers said is the only account of a campaign that did not end.
+      process.stdout.write(fleet.output().split('\n').filter(Boolean).slice(-200).map((line) => `# worker: ${line}\n`).join(''));
+      throw err;
     } finally {
       await fleet.stopAll();
     }
