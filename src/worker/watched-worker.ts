@@ -13,7 +13,7 @@ export interface WatchedWorkerOptions<T> {
    * default 30 s (a healthy idle worker is woken within milliseconds, at worst after BullMQ's 5 s block).
    */
   readonly stuckMs?: number;
-  /** How long the close of a wedged worker is awaited before it is left behind; default 5 s. */
+  /** How long the close of a worker that holds no job is awaited before it is left behind (wedged); default 5 s. */
   readonly closeMs?: number;
   /** Told of each replacement, for the log. */
   readonly onReplace?: (facts: { queue: string; waiting: number; waitedMs: number }) => void;
@@ -64,11 +64,16 @@ export class WatchedWorker<T> {
     return this.#current.waitUntilReady();
   }
 
+  /**
+   * Stops taking jobs and waits for the ones in hand (released unfinished with `force`). A worker with
+   * none in hand has nothing to finish: a close of it that outlasts `closeMs` is a wedged connection's,
+   * and is not waited for, so a stopping process is never held by it.
+   */
   async close(force = false): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
     try {
-      await this.#current.close(force);
+      await this.#closeIdle(this.#current, force);
     } finally {
       this.#stop();
     }
@@ -123,14 +128,25 @@ export class WatchedWorker<T> {
     this.#current = this.#make();
     this.#waitingSince = undefined;
     this.#replacements += 1;
-    const closeMs = this.options.closeMs ?? 5_000;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      wedged.close(true).catch((err: unknown) => this.options.onError?.(err)),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, closeMs))),
-    ]);
-    clearTimeout(timer);
+    await this.#closeIdle(wedged, true);
     // Closed meanwhile: close() already closed the new worker, which never started.
     if (!this.#closed) this.#start(this.#current);
+  }
+
+  /** Waits for `worker` to close, for `closeMs` at a time, and no longer once this holds no job. */
+  async #closeIdle(worker: Worker<T>, force: boolean): Promise<void> {
+    const closed = worker.close(force).then(
+      () => true,
+      (err: unknown) => {
+        this.options.onError?.(err);
+        return true;
+      },
+    );
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const done = await Promise.race([closed, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.options.closeMs ?? 5_000)))]);
+      clearTimeout(timer);
+      if (done || this.#inHand === 0) return;
+    }
   }
 }

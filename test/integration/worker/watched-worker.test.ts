@@ -90,6 +90,18 @@ describe('a queue worker that wedges is replaced (src/worker/watched-worker.ts)'
     }
   });
 
+  test('a stopping worker does not wait on a wedged connection: the close of a worker with no job in hand is bounded', async () => {
+    const r = await rig({ wedgedFirst: true });
+    const running = r.worker.run();
+    await sleep(200);
+    const started = Date.now();
+    await r.close();
+    await running;
+    const tookMs = Date.now() - started;
+    assert.ok(tookMs < 4 * FAST.closeMs, `closed in ${tookMs} ms`);
+    assert.equal(r.worker.replacements, 0);
+  });
+
   test('a worker that holds a job while others wait, or that is idle with nothing waiting, is left alone', async () => {
     const r = await rig({ jobMs: 2 * FAST.stuckMs });
     const { worker } = r;
