@@ -64,13 +64,23 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, batchId: 
   const spec = await store.spec(id);
   const flight = store.inFlight(id, batchId);
   const before = await flight.load();
-  const pending = refsOf(job).filter((ref) => !before.rows.has(objectId(ref)));
+  const attempt = (job.a ?? 0) + 1;
+  const maxAttempts = options.objectAttempts ?? 5;
+  const retryLater = (refs: readonly ObjectRef[], handOff: number) =>
+    enqueue(deps.queue, batchesOf(id, refs, spec.batchSize, attempt), {
+      priority: spec.priority,
+      delayMs: (options.retryDelayMs ?? defaultDelay)(attempt),
+      idSeed: `retry|${batchId}|${attempt}|${handOff}`,
+    });
+  // Objects an earlier attempt of this batch handed to a retry batch belong to that batch: queued again
+  // under the same job ids (nothing is added if it is queued), never rotated or recorded here.
+  for (const [handOff, refs] of before.handedOff.entries()) await retryLater(refs, handOff);
+  const handedOff = new Set(before.handedOff.flat().map(objectId));
+  const pending = refsOf(job).filter((ref) => !before.rows.has(objectId(ref)) && !handedOff.has(objectId(ref)));
   const journal = deps.journals.of(id);
   await abortLeftovers(deps.s3, journal, pending);
   const settled = deps.observe?.(id, spec.mode, pending);
 
-  const attempt = (job.a ?? 0) + 1;
-  const maxAttempts = options.objectAttempts ?? 5;
   const final = new Set<ObjectOutcome>();
   let recorded = 0;
   // Final outcomes are kept as each object settles, not when the batch ends: a worker killed
@@ -104,9 +114,7 @@ export async function processBatch(deps: ProcessorDeps, job: BatchJob, batchId: 
     }
     await recordFinal(outcome);
   }
-  const delayMs = (options.retryDelayMs ?? defaultDelay)(attempt);
-  // Same batch, same retry job ids: a batch processed again after a crash does not queue its retries twice.
-  await enqueue(deps.queue, batchesOf(id, retry, spec.batchSize, attempt), { priority: spec.priority, delayMs, idSeed: `retry|${batchId}|${attempt}` });
+  if (retry.length > 0) await retryLater(retry, await flight.handOff(retry));
 
   const claimed = await flight.claim();
   // Recorded meanwhile by a worker that took the batch over: its file holds every row already.

@@ -155,16 +155,21 @@ export class CampaignStore {
     const k = this.keys(id);
     const rows = `${k.main}:b:${batchId}:rows`;
     const intents = `${k.main}:b:${batchId}:intents`;
+    const handoffs = `${k.main}:b:${batchId}:retry`;
     const { batches, moving } = k;
     const redis = this.redis;
     const scripted = this.scripts;
     return {
       async load() {
-        const [settled, intended] = await Promise.all([redis.hgetall(rows), redis.hgetall(intents)]);
+        const [settled, intended, handed] = await Promise.all([redis.hgetall(rows), redis.hgetall(intents), redis.lrange(handoffs, 0, -1)]);
         return {
           rows: new Map(Object.entries(settled).map(([object, json]) => [object, JSON.parse(json) as ObjectOutcome])),
           intents: new Map(Object.entries(intended).map(([object, json]) => [object, JSON.parse(json) as WriteIntent])),
+          handedOff: handed.map((json) => JSON.parse(json) as ObjectRef[]),
         };
+      },
+      async handOff(refs) {
+        return (await redis.rpush(handoffs, JSON.stringify(refs))) - 1;
       },
       async intend(intent) {
         const id = objectId(intent.ref);
@@ -186,7 +191,7 @@ export class CampaignStore {
         return kept === 1;
       },
       async forget() {
-        await redis.del(rows, intents);
+        await redis.del(rows, intents, handoffs);
       },
       async claim() {
         const all = (await scripted.rekeyClaimRows(batches, rows, batchId)) as string[] | null;
@@ -214,6 +219,7 @@ export class CampaignStore {
       `${k.main}:b:${batchId}:rows`,
       `${k.main}:b:${batchId}:intents`,
       k.sourceKeys,
+      `${k.main}:b:${batchId}:retry`,
       batchId,
       Date.now(),
       t.done,
@@ -286,7 +292,14 @@ export function objectId(ref: ObjectRef): string {
 
 /** Its intents are stored before the write that would move the object: the proof a write was this campaign's. */
 export interface BatchInFlight extends IntentLog {
-  load(): Promise<{ rows: Map<string, ObjectOutcome>; intents: Map<string, WriteIntent> }>;
+  /** `handedOff`: the objects each earlier attempt of the batch handed to retry batches, in order. */
+  load(): Promise<{ rows: Map<string, ObjectOutcome>; intents: Map<string, WriteIntent>; handedOff: ObjectRef[][] }>;
+  /**
+   * Keeps that these objects go to a retry batch, before it is queued; returns the hand-off's index, from
+   * which its job ids are made. An attempt of the batch after a crash queues them again under the same
+   * ids and never rotates them itself, so no object gets an outcome from both batches.
+   */
+  handOff(refs: readonly ObjectRef[]): Promise<number>;
   intentOf(ref: ObjectRef): Promise<WriteIntent | undefined>;
   /** Keeps an object's final outcome until the batch is recorded; false when it had one already. */
   settle(outcome: ObjectOutcome): Promise<boolean>;

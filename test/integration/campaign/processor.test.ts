@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../../src/config/clients.js';
-import { processBatch } from '../../../src/campaign/processor.js';
+import { processBatch, type BatchRotator } from '../../../src/campaign/processor.js';
 import { makeQueue, type BatchJob } from '../../../src/campaign/queue.js';
 import type { CampaignSpec } from '../../../src/campaign/spec.js';
 import { openReportStore, outcomesIn, type ReportStore } from '../../../src/campaign/report-store.js';
-import type { ObjectOutcome } from '../../../src/rotate/outcome.js';
+import { notRotated, rotated, type ObjectOutcome } from '../../../src/rotate/outcome.js';
 import { CampaignStore, objectId, type BatchInFlight } from '../../../src/campaign/store.js';
 import { UploadJournals } from '../../../src/campaign/upload-journals.js';
 import { CipherPool } from '../../../src/crypto/pool.js';
@@ -263,3 +263,78 @@ async function waitForOutcome(flight: BatchInFlight, ref: { bucket: string; key:
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * A batch that hands an object to a retry batch and then fails before it is recorded (its report write
+ * or Redis went away) is processed again: the object belongs to the retry batch then, and gets exactly
+ * one outcome, from it. The rotation is the processor's own interface here, so the test sets which
+ * object fails retryably; queue, records and report store are the real ones.
+ */
+describe('an object handed to a retry batch is not also rotated by its batch taken up again', () => {
+  let stack: TestStack;
+  before(async () => {
+    ({ stack } = await openStackWithKeys());
+  });
+  after(() => stack.close());
+
+  test('the batch taken up again queues the same retry job and leaves the object to it', async () => {
+    const bucket = await freshBucket(stack.s3);
+    const store = new CampaignStore(stack.redis, stack.config.redisPrefix);
+    const spec: CampaignSpec = {
+      name: 'hand-off', mode: 'rewrap', targetKey: 'k', targetKeyArn: 'arn:k', sourceKeyArns: [], targetFormat: 'same',
+      priority: 'incident', sources: [{ kind: 'listing', bucket, prefix: '' }], kmsRequestsPerSecond: 1000, batchSize: 10, reportTo: reportDir,
+    };
+    const id = await store.create(spec);
+    await store.advancePlan(id, { source: 0, from: undefined, to: 'end', count: 2 });
+    await store.completePlan(id);
+    const rotations: string[] = [];
+    const rotator: BatchRotator = {
+      async rotate(refs, _journal, onOutcome) {
+        const outcomes = refs.map((ref) => {
+          rotations.push(ref.key);
+          const firstTry = rotations.filter((k) => k === ref.key).length === 1;
+          return ref.key === 'flaky' && firstTry ? notRotated(ref, 'rewrap', 's3-error', 'SlowDown (HTTP 503)') : rotated(ref, 'rewrap', {});
+        });
+        for (const o of outcomes) await onOutcome?.(o);
+        return outcomes;
+      },
+      recover: async () => undefined,
+    };
+    const real = openReportStore(stack.s3, reportDir, id);
+    let reportWrites = 0;
+    const reports: ReportStore = {
+      location: real.location,
+      batches: () => real.batches(),
+      putRemaining: (lines) => real.putRemaining(lines),
+      remaining: () => real.remaining(),
+      putBatch: async (batchId, rows) => {
+        reportWrites += 1;
+        if (reportWrites === 1) throw new Error('the report store is unreachable');
+        await real.putBatch(batchId, rows);
+      },
+    };
+    const queue = makeQueue(stack.config, stack.redis);
+    const deps = { s3: stack.s3, store, journals: new UploadJournals(stack.redis, stack.config.redisPrefix), queue, rotatorFor: () => rotator, reportsFor: () => reports };
+    const job: BatchJob = { c: id, b: bucket, k: ['ok', 'flaky'] };
+    const retryJobs = async () => (await queue.getJobs(['delayed', 'waiting', 'prioritized'])).filter((j) => j.data.c === id);
+    try {
+      await assert.rejects(processBatch(deps, job, 'first'), /unreachable/);
+      const [queued] = await retryJobs();
+      assert.deepEqual(queued?.data.k, ['flaky'], 'the first attempt handed flaky to a retry batch');
+
+      // ok settled in the first attempt (kept in Redis); this one settles nothing new, it writes the report.
+      assert.deepEqual(await processBatch(deps, job, 'first'), { kind: 'done', recorded: 0, retried: 0 });
+      assert.deepEqual(rotations, ['ok', 'flaky'], 'the attempt taken up again rotated nothing: ok was settled, flaky handed off');
+      assert.deepEqual((await retryJobs()).map((j) => j.id), [queued!.id], 'the same retry job, queued once');
+
+      assert.deepEqual(await processBatch(deps, queued!.data, queued!.id!), { kind: 'done', recorded: 1, retried: 0 });
+      const rows = await rowsOf(reports);
+      assert.deepEqual(rows.map((r) => [r.ref.key, r.outcome]).sort(), [['flaky', 'rotated'], ['ok', 'rotated']]);
+      const status = await store.status(id);
+      assert.deepEqual([status.done, status.rotated, status.state], [2, 2, 'verifying']);
+    } finally {
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+    }
+  });
+});

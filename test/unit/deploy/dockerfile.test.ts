@@ -90,7 +90,7 @@ describe('.dockerignore', () => {
       assert.ok(included(path), path);
     }
     assert.ok(included('src/cli/main.ts'));
-    assert.ok(included('src/campaign/commands/recordBatch-6.lua'), 'the Redis scripts the build copies to dist/');
+    assert.ok(included('src/campaign/commands/recordBatch-7.lua'), 'the Redis scripts the build copies to dist/');
   });
 
   test('keeps out local state, builds and history', () => {

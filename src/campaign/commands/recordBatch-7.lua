@@ -10,6 +10,7 @@
     KEYS[4] the batch's in-flight rows hash
     KEYS[5] the batch's in-flight write intents hash
     KEYS[6] the set of source KMS key ids of rotated objects
+    KEYS[7] the batch's list of objects handed to retry batches
 
     ARGV[1] the batch id
     ARGV[2] now, epoch ms
@@ -39,6 +40,6 @@ redis.call('HINCRBY', KEYS[1], 'bytesWritten', ARGV[8])
 local n = tonumber(ARGV[9])
 for i = 0, n - 1 do redis.call('HINCRBY', KEYS[2], ARGV[10 + 2 * i], ARGV[11 + 2 * i]) end
 for i = 10 + 2 * n, #ARGV do redis.call('SADD', KEYS[6], ARGV[i]) end
-redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[7])
 if finish_if_done(KEYS[1], ARGV[2]) == 1 then return 'verify' end
 return 'recorded'
