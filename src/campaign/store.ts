@@ -40,6 +40,12 @@ export class CampaignStore {
     };
   }
 
+  /** A batch's in-flight state, kept until the batch is recorded: rows, write intents, retry hand-offs. */
+  private batchKeys(id: string, batchId: string) {
+    const base = `${campaignKey(this.prefix, id)}:b:${batchId}`;
+    return { rows: `${base}:rows`, intents: `${base}:intents`, handoffs: `${base}:retry` };
+  }
+
   private get index(): string {
     return `${this.prefix}:campaigns`;
   }
@@ -153,9 +159,7 @@ export class CampaignStore {
    */
   inFlight(id: string, batchId: string): BatchInFlight {
     const k = this.keys(id);
-    const rows = `${k.main}:b:${batchId}:rows`;
-    const intents = `${k.main}:b:${batchId}:intents`;
-    const handoffs = `${k.main}:b:${batchId}:retry`;
+    const { rows, intents, handoffs } = this.batchKeys(id, batchId);
     const { batches, moving } = k;
     const redis = this.redis;
     const scripted = this.scripts;
@@ -210,16 +214,17 @@ export class CampaignStore {
    */
   async recordBatch(id: string, batchId: string, rows: readonly ObjectOutcome[]): Promise<RecordResult> {
     const k = this.keys(id);
+    const b = this.batchKeys(id, batchId);
     const t = totalsOf(rows);
     const reasons = Object.entries(t.byReason).flat();
     const result = (await this.scripts.rekeyRecordBatch(
       k.main,
       k.reasons,
       k.batches,
-      `${k.main}:b:${batchId}:rows`,
-      `${k.main}:b:${batchId}:intents`,
+      b.rows,
+      b.intents,
       k.sourceKeys,
-      `${k.main}:b:${batchId}:retry`,
+      b.handoffs,
       batchId,
       Date.now(),
       t.done,

@@ -64,7 +64,7 @@ const ABORTED_MEANWHILE = ': the multipart upload was aborted meanwhile';
  */
 export function abortedMeanwhile(err: unknown, what: string): unknown {
   const failure = s3Failure(err, what);
-  if (failure.reason !== 's3-error' || failure.message.endsWith(ABORTED_MEANWHILE)) return err;
+  if (failure.reason !== 's3-error' || UPLOAD_GONE.has(failure.errorCode ?? '')) return err;
   return new RekeyError('s3-error', `${failure.message}${ABORTED_MEANWHILE}`, { httpStatus: failure.httpStatus, errorCode: failure.errorCode });
 }
 
